@@ -1,0 +1,197 @@
+//! The daemon's start-up and shutdown: load, log in, connect, supervise,
+//! and on SIGTERM/SIGINT end live sessions and wait for every task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ConfigError, Settings};
+use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
+use crate::control_plane::socketio::backoff::Backoff;
+use crate::control_plane::socketio::connection::{self, SocketSettings};
+use crate::media::dtls::{DtlsError, DtlsIdentity};
+use crate::media::pipeline::{MediaConfig, MediaError, factory_exists, init_gstreamer, preload};
+use crate::session::actor::SessionContext;
+use crate::supervisor::Supervisor;
+
+/// Exit status for configuration errors (sysexits EX_CONFIG); the systemd
+/// unit does not restart on it.
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the control plane says this device's role is {role:?}; a camera agent needs a `camera` token")]
+    WrongRole { role: String },
+    #[error("no usable media pipeline: {0}")]
+    Plan(#[from] hw::PlanError),
+    #[error("GStreamer set-up failed: {0}")]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Dtls(#[from] DtlsError),
+    #[error("cannot create the REST client: {0}")]
+    Rest(#[from] RestError),
+    #[error("cannot derive the socket URL: {0}")]
+    SocketUrl(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+impl RunError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) | RunError::WrongRole { .. } | RunError::Plan(_) => EXIT_CONFIG,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> Result<(), RunError> {
+    let shutdown = CancellationToken::new();
+    let signals = spawn_signal_listener(shutdown.clone()).map_err(RunError::Signals)?;
+    let result = run_until(settings, shutdown).await;
+    signals.abort();
+    result
+}
+
+fn spawn_signal_listener(
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    }))
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
+    let token = crate::config::read_token(&settings.control_plane.token_file)?;
+    init_gstreamer()?;
+    let plan = hw::PipelinePlan::build(
+        &settings.camera.source,
+        settings.camera.capture,
+        settings.encoder.choice,
+        settings.encoder.settings,
+        factory_exists,
+    )?;
+    preload(plan.factories())?;
+    info!(plan = %plan, "media pipeline planned");
+    let identity = DtlsIdentity::generate()?;
+    info!(fingerprint = identity.fingerprint(), "DTLS certificate ready (ECDSA P-256)");
+
+    let rest = RestClient::new(
+        settings.control_plane.url.clone(),
+        token.clone(),
+        settings.control_plane.request_timeout,
+    )?;
+    let Some(me) = login(&rest, &shutdown, settings.control_plane.reconnect_max).await else {
+        return Ok(());
+    };
+    if me.role != "camera" {
+        return Err(RunError::WrongRole { role: me.role });
+    }
+    info!(device_id = %me.id, name = me.name.as_deref().unwrap_or(""), "logged in");
+
+    let tracker = TaskTracker::new();
+    let socket_cancel = CancellationToken::new();
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let socket_url = SocketSettings::socket_url(
+        &settings.control_plane.url,
+        &settings.control_plane.socket_path,
+    )
+    .map_err(RunError::SocketUrl)?;
+    let signaling = connection::spawn(
+        SocketSettings {
+            url: socket_url,
+            namespace: settings.control_plane.namespace.clone(),
+            token,
+            connect_timeout: settings.control_plane.request_timeout,
+            reconnect_max: settings.control_plane.reconnect_max,
+            auth_reconnect_max: Duration::from_secs(300),
+        },
+        events_tx,
+        socket_cancel.clone(),
+        &tracker,
+    );
+    let ctx = Arc::new(SessionContext {
+        rest,
+        signaling,
+        plan,
+        media: MediaConfig {
+            identity,
+            ice: Default::default(),
+            local_addresses: settings.webrtc.local_addresses.clone(),
+        },
+        stun_servers: settings.webrtc.stun_servers.clone(),
+        turn_servers: settings.webrtc.turn_servers.clone(),
+        answer_timeout: settings.session.answer_timeout,
+        end_timeout: Duration::from_secs(3),
+    });
+    let supervisor = Supervisor::new(ctx, me.id, settings.session.max_sessions, tracker.clone());
+    info!("ready");
+    supervisor.run(events_rx, shutdown).await;
+    // Sessions are gone; now the socket may close.
+    socket_cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not finish within 3 s of shutdown");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// `GET /devices/me` until it answers; `None` if shutdown came first.
+async fn login(
+    rest: &RestClient,
+    shutdown: &CancellationToken,
+    reconnect_max: Duration,
+) -> Option<DeviceInfo> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), reconnect_max);
+    let mut auth_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            result = rest.me() => result,
+        };
+        let delay = match result {
+            Ok(me) => return Some(me),
+            Err(RestError::Unauthorized) => {
+                let delay = auth_backoff.next_delay(rand::random::<f64>());
+                warn!(retry_in_ms = delay.as_millis() as u64,
+                    "login refused: the control plane does not accept this device token \
+                     (check control_plane.token_file)");
+                delay
+            }
+            Err(RestError::RateLimited { retry_after }) => {
+                let delay = retry_after.unwrap_or(Duration::from_secs(5)).max(backoff.next_delay(rand::random::<f64>()));
+                warn!(retry_in_ms = delay.as_millis() as u64, "login rate limited");
+                delay
+            }
+            Err(err) => {
+                let delay = backoff.next_delay(rand::random::<f64>());
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "login failed; retrying");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! Configuration in two stages: [`RawConfig`] is what the TOML file says
+//! (every key optional, unknown keys rejected), [`Settings`] is the validated,
+//! typed result that everything downstream reads.
+//!
+//! Keeping the stages apart means a typo is caught by serde with the file's
+//! line and column, and a bad value is caught by [`Settings::from_raw`] with
+//! the key's dotted name, before anything starts.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
+
+/// The environment variable of the product plan's rollout flag.
+pub const SIMPLE_STREAMING_ENV: &str = "SIMPLE_STREAMING";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason} (got {value})")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("config key `{key}` is required")]
+    Missing { key: &'static str },
+    #[error("cannot read the device token file {path}: {source}")]
+    TokenRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "device token file {path} is readable by group or others (mode {mode:o}); \
+         run `chmod 600 {path}` so only the agent's user can read it"
+    )]
+    TokenPermissions { path: PathBuf, mode: u32 },
+    #[error("device token file {path} is empty")]
+    TokenEmpty { path: PathBuf },
+    #[error("device token in {path} is longer than 4 KiB")]
+    TokenTooLong { path: PathBuf },
+    #[error(
+        "{SIMPLE_STREAMING_ENV}={value}: the legacy JPEG frame relay is not supported by this \
+         build; unset it or set it to 1 for WebRTC streaming"
+    )]
+    LegacyUnsupported { value: String },
+    #[error("{SIMPLE_STREAMING_ENV}={value} is not a boolean (use 1/0, true/false, on/off)")]
+    BadFlag { value: String },
+}
+
+/// What the TOML file says, nothing checked beyond types.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub control_plane: RawControlPlane,
+    #[serde(default)]
+    pub camera: RawCamera,
+    #[serde(default)]
+    pub encoder: RawEncoder,
+    #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
+    pub webrtc: RawWebrtc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControlPlane {
+    /// http(s) base URL of the control plane; the socket URL is derived.
+    pub url: Option<String>,
+    /// File holding the device's bearer token (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// Socket.IO request path, default `/socket.io/`.
+    pub socket_path: Option<String>,
+    /// Socket.IO namespace, default `/`.
+    pub namespace: Option<String>,
+    /// Timeout of one REST call, default `10s`.
+    pub request_timeout: Option<String>,
+    /// Upper bound of the reconnect backoff, default `30s`.
+    pub reconnect_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    /// `v4l2` or `test`.
+    pub source: Option<String>,
+    pub device: Option<PathBuf>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub framerate: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncoder {
+    /// `auto` or an element name (`v4l2h264enc`, `x264enc`, `openh264enc`).
+    pub kind: Option<String>,
+    pub bitrate_kbps: Option<u32>,
+    /// Frames between keyframes.
+    pub keyframe_interval: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// No SDP answer by then ends the session with `answer_timeout`.
+    pub answer_timeout: Option<String>,
+    /// Concurrent viewers; requests beyond it are refused with `camera_busy`.
+    pub max_sessions: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebrtc {
+    /// STUN servers, `stun:host:port`. Only the first is used by webrtcbin.
+    pub stun_servers: Option<Vec<String>>,
+    /// TURN servers, `turn://user:password@host:port`.
+    pub turn_servers: Option<Vec<String>>,
+    /// Restrict ICE host candidates to these local addresses.
+    pub local_addresses: Option<Vec<String>>,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub control_plane: ControlPlaneSettings,
+    pub camera: CameraSettings,
+    pub encoder: EncoderConfig,
+    pub session: SessionSettings,
+    pub webrtc: WebrtcSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlPlaneSettings {
+    pub url: url::Url,
+    pub token_file: PathBuf,
+    pub socket_path: String,
+    pub namespace: String,
+    pub request_timeout: Duration,
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraSettings {
+    pub source: SourceKind,
+    pub capture: CaptureSpec,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderConfig {
+    pub choice: EncoderChoice,
+    pub settings: EncoderSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub answer_timeout: Duration,
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebrtcSettings {
+    pub stun_servers: Vec<String>,
+    pub turn_servers: Vec<String>,
+    pub local_addresses: Vec<std::net::IpAddr>,
+}
+
+impl RawConfig {
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+fn duration(key: &'static str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let parsed = humantime::parse_duration(text).map_err(|err| ConfigError::Invalid {
+        key,
+        value: format!("{text:?}"),
+        reason: format!("not a duration like \"15s\" or \"2m\" ({err})"),
+    })?;
+    if parsed.is_zero() {
+        return Err(ConfigError::Invalid {
+            key,
+            value: format!("{text:?}"),
+            reason: "must be greater than zero".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+fn in_range(key: &'static str, value: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            reason: format!("must be between {} and {}", range.start(), range.end()),
+        })
+    }
+}
+
+impl Settings {
+    /// Validates the raw file into settings.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let cp = raw.control_plane;
+        let url_text = cp.url.ok_or(ConfigError::Missing {
+            key: "control_plane.url",
+        })?;
+        let url = url::Url::parse(&url_text).map_err(|err| ConfigError::Invalid {
+            key: "control_plane.url",
+            value: format!("{url_text:?}"),
+            reason: format!("not a URL ({err})"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "control_plane.url",
+                value: format!("{url_text:?}"),
+                reason: "must be an http:// or https:// URL with a host".into(),
+            });
+        }
+        let token_file = cp.token_file.ok_or(ConfigError::Missing {
+            key: "control_plane.token_file",
+        })?;
+        let socket_path = cp.socket_path.unwrap_or_else(|| "/socket.io/".into());
+        if !socket_path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                key: "control_plane.socket_path",
+                value: format!("{socket_path:?}"),
+                reason: "must start with '/'".into(),
+            });
+        }
+        let namespace = cp.namespace.unwrap_or_else(|| "/".into());
+        if !namespace.starts_with('/') || namespace.contains(',') {
+            return Err(ConfigError::Invalid {
+                key: "control_plane.namespace",
+                value: format!("{namespace:?}"),
+                reason: "must start with '/' and contain no ','".into(),
+            });
+        }
+        let control_plane = ControlPlaneSettings {
+            url,
+            token_file,
+            socket_path,
+            namespace,
+            request_timeout: duration(
+                "control_plane.request_timeout",
+                cp.request_timeout.as_deref(),
+                Duration::from_secs(10),
+            )?,
+            reconnect_max: duration(
+                "control_plane.reconnect_max",
+                cp.reconnect_max.as_deref(),
+                Duration::from_secs(30),
+            )?,
+        };
+
+        let cam = raw.camera;
+        let source = match cam.source.as_deref().unwrap_or("v4l2") {
+            "test" => SourceKind::Test,
+            "v4l2" => SourceKind::V4l2 {
+                device: cam.device.unwrap_or_else(|| "/dev/video0".into()),
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "camera.source",
+                    value: format!("{other:?}"),
+                    reason: "must be \"v4l2\" or \"test\"".into(),
+                });
+            }
+        };
+        let width = in_range("camera.width", cam.width.unwrap_or(1280), 16..=7680)?;
+        let height = in_range("camera.height", cam.height.unwrap_or(720), 16..=4320)?;
+        for (key, value) in [("camera.width", width), ("camera.height", height)] {
+            if value % 2 != 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: value.to_string(),
+                    reason: "must be even (H.264 4:2:0)".into(),
+                });
+            }
+        }
+        let camera = CameraSettings {
+            source,
+            capture: CaptureSpec {
+                width,
+                height,
+                framerate: in_range("camera.framerate", cam.framerate.unwrap_or(30), 1..=120)?,
+            },
+        };
+
+        let enc = raw.encoder;
+        let choice = match enc.kind.as_deref().unwrap_or("auto") {
+            "auto" => EncoderChoice::Auto,
+            name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
+                ConfigError::Invalid {
+                    key: "encoder.kind",
+                    value: format!("{name:?}"),
+                    reason: format!(
+                        "must be \"auto\" or one of {}",
+                        EncoderKind::PREFERENCE.map(|kind| kind.factory()).join(", ")
+                    ),
+                }
+            })?),
+        };
+        let encoder = EncoderConfig {
+            choice,
+            settings: EncoderSettings {
+                bitrate_kbps: in_range("encoder.bitrate_kbps", enc.bitrate_kbps.unwrap_or(2000), 100..=50_000)?,
+                keyframe_interval: in_range(
+                    "encoder.keyframe_interval",
+                    enc.keyframe_interval.unwrap_or(60),
+                    1..=600,
+                )?,
+            },
+        };
+
+        let ses = raw.session;
+        let session = SessionSettings {
+            answer_timeout: duration(
+                "session.answer_timeout",
+                ses.answer_timeout.as_deref(),
+                Duration::from_secs(15),
+            )?,
+            max_sessions: in_range("session.max_sessions", ses.max_sessions.unwrap_or(1), 1..=16)? as usize,
+        };
+
+        let rtc = raw.webrtc;
+        let stun_servers = rtc.stun_servers.unwrap_or_default();
+        for server in &stun_servers {
+            if !(server.starts_with("stun:") || server.starts_with("stun://")) {
+                return Err(ConfigError::Invalid {
+                    key: "webrtc.stun_servers",
+                    value: format!("{server:?}"),
+                    reason: "must start with stun:".into(),
+                });
+            }
+        }
+        let turn_servers = rtc.turn_servers.unwrap_or_default();
+        for server in &turn_servers {
+            if !(server.starts_with("turn://") || server.starts_with("turns://")) {
+                return Err(ConfigError::Invalid {
+                    key: "webrtc.turn_servers",
+                    value: "<redacted: may hold credentials>".into(),
+                    reason: "must be turn://user:password@host:port or turns://...".into(),
+                });
+            }
+        }
+        let mut local_addresses = Vec::new();
+        for address in rtc.local_addresses.unwrap_or_default() {
+            local_addresses.push(address.parse().map_err(|_| ConfigError::Invalid {
+                key: "webrtc.local_addresses",
+                value: format!("{address:?}"),
+                reason: "not an IP address".into(),
+            })?);
+        }
+
+        Ok(Self {
+            control_plane,
+            camera,
+            encoder,
+            session,
+            webrtc: WebrtcSettings {
+                stun_servers,
+                turn_servers,
+                local_addresses,
+            },
+        })
+    }
+
+    /// Reads, parses and validates a config file and checks the rollout flag.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        check_simple_streaming(std::env::var(SIMPLE_STREAMING_ENV).ok().as_deref())?;
+        Self::from_raw(RawConfig::load(path)?)
+    }
+}
+
+/// The `SIMPLE_STREAMING` rollout flag: on (the default) selects WebRTC.
+/// Off would select the legacy frame relay, which this build does not carry.
+pub fn check_simple_streaming(value: Option<&str>) -> Result<(), ConfigError> {
+    let Some(value) = value else { return Ok(()) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "on" | "yes" => Ok(()),
+        "0" | "false" | "off" | "no" => Err(ConfigError::LegacyUnsupported { value: value.into() }),
+        _ => Err(ConfigError::BadFlag { value: value.into() }),
+    }
+}
+
+/// Reads the device token, refusing files others can read (as ssh does).
+pub fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).map_err(|source| ConfigError::TokenRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::TokenPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::TokenEmpty { path: path.to_owned() });
+    }
+    if token.len() > 4096 {
+        return Err(ConfigError::TokenTooLong { path: path.to_owned() });
+    }
+    Ok(Secret::new(token.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_raw(RawConfig::parse(text, Path::new("agent.toml"))?)
+    }
+
+    const MINIMAL: &str = r#"
+        [control_plane]
+        url = "https://cloud.example.com"
+        token_file = "/etc/camera-agent/device-token"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = settings(MINIMAL).unwrap();
+        assert_eq!(s.control_plane.socket_path, "/socket.io/");
+        assert_eq!(s.control_plane.namespace, "/");
+        assert_eq!(
+            s.camera.source,
+            SourceKind::V4l2 {
+                device: "/dev/video0".into()
+            }
+        );
+        assert_eq!(s.camera.capture.width, 1280);
+        assert_eq!(s.session.answer_timeout, Duration::from_secs(15));
+        assert_eq!(s.session.max_sessions, 1);
+        assert_eq!(s.encoder.choice, EncoderChoice::Auto);
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let s = settings(
+            r#"
+            [control_plane]
+            url = "https://cloud.example.com"
+            token_file = "/etc/camera-agent/device-token"
+            [camera]
+            source = "test"
+            device = "/dev/video0"
+            width = 640
+            height = 480
+            framerate = 30
+            [session]
+            answer_timeout = "2m"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.camera.source, SourceKind::Test);
+        assert_eq!(s.session.answer_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let err = settings(&format!("{MINIMAL}\n[camera]\nwidht = 640\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("widht"), "{text}");
+        assert!(text.contains("line 7"), "{text}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = settings(&format!("{MINIMAL}\n[camrea]\n")).unwrap_err();
+        assert!(err.to_string().contains("camrea"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[camera]\nsource = \"usb\"", "camera.source"),
+            ("[camera]\nwidth = 641", "camera.width"),
+            ("[camera]\nheight = 0", "camera.height"),
+            ("[camera]\nframerate = 500", "camera.framerate"),
+            ("[session]\nanswer_timeout = \"soon\"", "session.answer_timeout"),
+            ("[session]\nanswer_timeout = \"0s\"", "session.answer_timeout"),
+            ("[encoder]\nkind = \"nvenc\"", "encoder.kind"),
+            ("[encoder]\nbitrate_kbps = 1", "encoder.bitrate_kbps"),
+            ("[webrtc]\nlocal_addresses = [\"eth0\"]", "webrtc.local_addresses"),
+            ("[webrtc]\nstun_servers = [\"example.com\"]", "webrtc.stun_servers"),
+        ];
+        for (extra, key) in cases {
+            let err = settings(&format!("{MINIMAL}\n{extra}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_a_parse_error_naming_the_key() {
+        let err = settings(&format!("{MINIMAL}\n[camera]\nwidth = \"wide\"\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("width"), "{text}");
+    }
+
+    #[test]
+    fn url_must_be_http() {
+        let err = settings("[control_plane]\nurl = \"ftp://x\"\ntoken_file = \"/t\"").unwrap_err();
+        assert!(err.to_string().contains("control_plane.url"), "{err}");
+        let err = settings("[control_plane]\ntoken_file = \"/t\"").unwrap_err();
+        assert!(err.to_string().contains("control_plane.url"), "{err}");
+    }
+
+    #[test]
+    fn turn_server_errors_do_not_echo_credentials() {
+        let err = settings(&format!(
+            "{MINIMAL}\n[webrtc]\nturn_servers = [\"user:hunter2@turn.example\"]\n"
+        ))
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn simple_streaming_flag() {
+        assert!(check_simple_streaming(None).is_ok());
+        assert!(check_simple_streaming(Some("1")).is_ok());
+        assert!(check_simple_streaming(Some("on")).is_ok());
+        let off = check_simple_streaming(Some("0")).unwrap_err();
+        assert!(off.to_string().contains("not supported"), "{off}");
+        assert!(matches!(
+            check_simple_streaming(Some("maybe")),
+            Err(ConfigError::BadFlag { .. })
+        ));
+    }
+
+    #[test]
+    fn token_file_rules() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ca-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "s3cret-token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_token(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token = read_token(&path).unwrap();
+        assert_eq!(token.expose(), "s3cret-token");
+        assert!(!format!("{token:?}").contains("s3cret"));
+        std::fs::write(&path, "  \n").unwrap();
+        assert!(matches!(read_token(&path), Err(ConfigError::TokenEmpty { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

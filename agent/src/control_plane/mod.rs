@@ -1,0 +1,6 @@
+//! The control plane as the agent sees it: REST calls, the Socket.IO
+//! signaling connection, and the typed events that cross it.
+
+pub mod events;
+pub mod rest;
+pub mod socketio;

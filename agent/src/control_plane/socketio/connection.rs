@@ -1,0 +1,429 @@
+//! The signaling connection: one task owns the websocket for the agent's
+//! whole life, reconnecting forever with backoff.
+//!
+//! Others talk to it through a [`SignalingHandle`] (a bounded channel) and
+//! hear from it through [`SignalingEvent`]s. Emits made while disconnected
+//! are dropped with a warning: every signal belongs to a live negotiation,
+//! and replaying a stale one after a reconnect would only confuse the peer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::codec::{
+    EnginePacket, OpenInfo, SocketPacket, decode_engine, decode_socket, encode_engine,
+    encode_socket,
+};
+use crate::config::Secret;
+
+/// How the connection reaches the server.
+#[derive(Debug, Clone)]
+pub struct SocketSettings {
+    /// `ws://` or `wss://` URL with path and Engine.IO query.
+    pub url: url::Url,
+    pub namespace: String,
+    pub token: Secret,
+    pub connect_timeout: Duration,
+    pub reconnect_max: Duration,
+    /// Backoff cap after the server refused the token.
+    pub auth_reconnect_max: Duration,
+}
+
+impl SocketSettings {
+    /// Derives the websocket URL from the control plane's http(s) base.
+    pub fn socket_url(base: &url::Url, socket_path: &str) -> Result<url::Url, String> {
+        let mut url = base.clone();
+        let scheme = match base.scheme() {
+            "http" => "ws",
+            "https" => "wss",
+            other => return Err(format!("unsupported scheme {other}")),
+        };
+        url.set_scheme(scheme)
+            .map_err(|()| format!("cannot use scheme {scheme} with {base}"))?;
+        url.set_path(socket_path);
+        url.set_query(Some("EIO=4&transport=websocket"));
+        url.set_fragment(None);
+        Ok(url)
+    }
+}
+
+/// What the connection tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalingEvent {
+    /// The namespace is connected; `reconnect` is false only the first time.
+    Connected { reconnect: bool },
+    /// The connection is gone; a reconnect follows.
+    Disconnected { reason: String },
+    /// The server refused the token (CONNECT_ERROR or HTTP 401/403).
+    AuthRejected,
+    /// An event from the server, arguments as sent.
+    Event { name: String, args: Vec<Value> },
+}
+
+#[derive(Debug)]
+struct Outbound {
+    name: String,
+    payload: Value,
+    want_ack: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the signaling connection task has stopped")]
+    Closed,
+}
+
+/// The sending side of the signaling connection.
+#[derive(Debug, Clone)]
+pub struct SignalingHandle {
+    tx: mpsc::Sender<Outbound>,
+}
+
+impl SignalingHandle {
+    /// Queues an event; with `want_ack` the server's ack is awaited by the
+    /// connection task and a negative one is logged.
+    pub async fn emit(&self, name: &str, payload: Value, want_ack: bool) -> Result<(), SendError> {
+        self.tx
+            .send(Outbound {
+                name: name.to_owned(),
+                payload,
+                want_ack,
+            })
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+}
+
+/// Starts the connection task.
+pub fn spawn(
+    settings: SocketSettings,
+    events: mpsc::Sender<SignalingEvent>,
+    cancel: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> SignalingHandle {
+    let (tx, rx) = mpsc::channel(64);
+    tracker.spawn(run(settings, events, rx, cancel));
+    SignalingHandle { tx }
+}
+
+#[derive(Debug)]
+enum End {
+    Cancelled,
+    AuthRejected,
+    Lost { reason: String, was_connected: bool },
+}
+
+async fn run(
+    settings: SocketSettings,
+    events: mpsc::Sender<SignalingEvent>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), settings.reconnect_max);
+    let mut auth_backoff = Backoff::new(Duration::from_secs(5), settings.auth_reconnect_max);
+    let mut ever_connected = false;
+    loop {
+        let end = connect_once(&settings, &events, &mut outbound, &cancel, ever_connected).await;
+        let delay = match end {
+            End::Cancelled => return,
+            End::AuthRejected => {
+                warn!(
+                    attempt = auth_backoff.attempts() + 1,
+                    "control plane refused the device token on the signaling socket; \
+                     check control_plane.token_file"
+                );
+                let _ = events.send(SignalingEvent::AuthRejected).await;
+                backoff.reset();
+                auth_backoff.next_delay(rand::random::<f64>())
+            }
+            End::Lost {
+                reason,
+                was_connected,
+            } => {
+                if was_connected {
+                    ever_connected = true;
+                    backoff.reset();
+                    auth_backoff.reset();
+                    let _ = events
+                        .send(SignalingEvent::Disconnected {
+                            reason: reason.clone(),
+                        })
+                        .await;
+                }
+                let delay = backoff.next_delay(rand::random::<f64>());
+                warn!(%reason, retry_in_ms = delay.as_millis() as u64, "signaling connection lost");
+                delay
+            }
+        };
+        // Wait out the backoff, refusing emits meanwhile.
+        let wake = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = sleep_until(wake) => break,
+                message = outbound.recv() => match message {
+                    Some(message) => warn!(event = %message.name, "signaling offline; event dropped"),
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn connect_once(
+    settings: &SocketSettings,
+    events: &mpsc::Sender<SignalingEvent>,
+    outbound: &mut mpsc::Receiver<Outbound>,
+    cancel: &CancellationToken,
+    reconnect: bool,
+) -> End {
+    let lost = |reason: String| End::Lost {
+        reason,
+        was_connected: false,
+    };
+    let mut request = match settings.url.as_str().into_client_request() {
+        Ok(request) => request,
+        Err(err) => return lost(format!("bad socket URL: {err}")),
+    };
+    let header = match http::HeaderValue::from_str(&format!("Bearer {}", settings.token.expose())) {
+        Ok(header) => header,
+        // The token is never echoed: only say that it is unusable.
+        Err(_) => return lost("device token contains characters not allowed in a header".into()),
+    };
+    request.headers_mut().insert(http::header::AUTHORIZATION, header);
+    let mut config = tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(16 << 20);
+    config.max_frame_size = Some(16 << 20);
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let (mut ws, _) = tokio::select! {
+        _ = cancel.cancelled() => return End::Cancelled,
+        result = timeout(settings.connect_timeout, connect) => match result {
+            Err(_) => return lost("connect timed out".into()),
+            Ok(Err(tungstenite::Error::Http(response)))
+                if matches!(response.status().as_u16(), 401 | 403) => return End::AuthRejected,
+            Ok(Err(err)) => return lost(format!("connect failed: {err}")),
+            Ok(Ok(pair)) => pair,
+        },
+    };
+
+    // Engine.IO open, then the namespace CONNECT with the auth payload.
+    let open = match handshake_step(&mut ws, settings.connect_timeout, cancel).await {
+        Ok(Some(EnginePacket::Open(open))) => open,
+        Ok(Some(other)) => return lost(format!("expected an open packet, got {other:?}")),
+        Ok(None) => return End::Cancelled,
+        Err(reason) => return lost(reason),
+    };
+    let connect = SocketPacket::Connect {
+        nsp: settings.namespace.clone(),
+        data: Some(json!({ "token": settings.token.expose() })),
+    };
+    if let Err(err) = send_socket(&mut ws, &connect).await {
+        return lost(err);
+    }
+    let deadline = Instant::now() + settings.connect_timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match handshake_step(&mut ws, remaining, cancel).await {
+            Ok(None) => return End::Cancelled,
+            Err(reason) => return lost(reason),
+            Ok(Some(EnginePacket::Ping)) => {
+                if let Err(err) = send_engine(&mut ws, &EnginePacket::Pong).await {
+                    return lost(err);
+                }
+            }
+            Ok(Some(EnginePacket::Message(body))) => match decode_socket(&body) {
+                Ok(SocketPacket::Connect { nsp, .. }) if nsp == settings.namespace => break,
+                Ok(SocketPacket::ConnectError { .. }) => return End::AuthRejected,
+                Ok(other) => debug!(?other, "ignoring packet before namespace connect"),
+                Err(err) => warn!(%err, "malformed packet during connect; dropped"),
+            },
+            Ok(Some(EnginePacket::Close)) => return End::AuthRejected,
+            Ok(Some(_)) => {}
+        }
+    }
+    info!(
+        reconnect,
+        ping_interval_ms = open.ping_interval.as_millis() as u64,
+        "signaling connected"
+    );
+    if events
+        .send(SignalingEvent::Connected { reconnect })
+        .await
+        .is_err()
+    {
+        return End::Cancelled;
+    }
+    let reason = serve(&mut ws, &open, settings, events, outbound, cancel).await;
+    match reason {
+        None => {
+            // Graceful close: leave the namespace, then close the socket.
+            let _ = send_socket(
+                &mut ws,
+                &SocketPacket::Disconnect {
+                    nsp: settings.namespace.clone(),
+                },
+            )
+            .await;
+            let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+            End::Cancelled
+        }
+        Some(reason) => End::Lost {
+            reason,
+            was_connected: true,
+        },
+    }
+}
+
+/// Reads one Engine.IO packet during the handshake. `Ok(None)` = cancelled.
+async fn handshake_step(
+    ws: &mut Socket,
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Result<Option<EnginePacket>, String> {
+    let next = tokio::select! {
+        _ = cancel.cancelled() => return Ok(None),
+        next = timeout(limit, ws.next()) => next.map_err(|_| "handshake timed out".to_string())?,
+    };
+    match next {
+        Some(Ok(Message::Text(text))) => decode_engine(&text)
+            .map(Some)
+            .map_err(|err| format!("bad handshake packet: {err}")),
+        Some(Ok(Message::Close(_))) | None => Err("server closed during handshake".into()),
+        Some(Ok(_)) => Ok(Some(EnginePacket::Noop)),
+        Some(Err(err)) => Err(format!("read failed: {err}")),
+    }
+}
+
+async fn send_engine(ws: &mut Socket, packet: &EnginePacket) -> Result<(), String> {
+    ws.send(Message::text(encode_engine(packet)))
+        .await
+        .map_err(|err| format!("write failed: {err}"))
+}
+
+async fn send_socket(ws: &mut Socket, packet: &SocketPacket) -> Result<(), String> {
+    send_engine(ws, &EnginePacket::Message(encode_socket(packet))).await
+}
+
+/// Runs a connected socket. `None` = cancelled; `Some(reason)` = lost.
+async fn serve(
+    ws: &mut Socket,
+    open: &OpenInfo,
+    settings: &SocketSettings,
+    events: &mpsc::Sender<SignalingEvent>,
+    outbound: &mut mpsc::Receiver<Outbound>,
+    cancel: &CancellationToken,
+) -> Option<String> {
+    let heartbeat = open.ping_interval + open.ping_timeout;
+    let mut dead_at = Instant::now() + heartbeat;
+    let mut next_ack_id: u64 = 0;
+    let mut pending_acks: HashMap<u64, String> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = sleep_until(dead_at) => {
+                return Some(format!("no ping from the server for {} ms", heartbeat.as_millis()));
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { return None };
+                let id = message.want_ack.then(|| {
+                    next_ack_id = next_ack_id.wrapping_add(1);
+                    pending_acks.insert(next_ack_id, message.name.clone());
+                    next_ack_id
+                });
+                let packet = SocketPacket::Event {
+                    nsp: settings.namespace.clone(),
+                    id,
+                    name: message.name,
+                    args: vec![message.payload],
+                };
+                if let Err(err) = send_socket(ws, &packet).await {
+                    return Some(err);
+                }
+            }
+            frame = ws.next() => {
+                let text = match frame {
+                    None => return Some("server closed the connection".into()),
+                    Some(Err(err)) => return Some(format!("read failed: {err}")),
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) => return Some("server closed the connection".into()),
+                    Some(Ok(Message::Binary(_))) => {
+                        warn!("binary frame on the signaling socket; dropped");
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                if text.len() as u64 > open.max_payload {
+                    warn!(len = text.len(), max_payload = open.max_payload, "oversized frame; dropped");
+                    continue;
+                }
+                match decode_engine(&text) {
+                    Ok(EnginePacket::Ping) => {
+                        dead_at = Instant::now() + heartbeat;
+                        if let Err(err) = send_engine(ws, &EnginePacket::Pong).await {
+                            return Some(err);
+                        }
+                    }
+                    Ok(EnginePacket::Close) => return Some("server sent close".into()),
+                    Ok(EnginePacket::Message(body)) => match decode_socket(&body) {
+                        Ok(SocketPacket::Event { nsp, name, args, .. }) if nsp == settings.namespace => {
+                            if events.send(SignalingEvent::Event { name, args }).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Ok(SocketPacket::Ack { id, args, .. }) => {
+                            let event = pending_acks.remove(&id);
+                            let ok = args.first().and_then(|ack| ack.get("ok")).and_then(Value::as_bool);
+                            if ok != Some(true) {
+                                let error = args.first().and_then(|ack| ack.get("error")).cloned();
+                                warn!(event = ?event, ?error, "server did not accept an emitted event");
+                            }
+                        }
+                        Ok(SocketPacket::Disconnect { nsp }) if nsp == settings.namespace => {
+                            return Some("server disconnected the namespace".into());
+                        }
+                        Ok(other) => warn!(?other, "unexpected Socket.IO packet; dropped"),
+                        Err(err) => warn!(%err, "malformed Socket.IO packet; dropped"),
+                    },
+                    Ok(EnginePacket::Noop | EnginePacket::Pong) => {}
+                    Ok(other) => warn!(?other, "unexpected Engine.IO packet; dropped"),
+                    Err(err) => warn!(%err, "malformed Engine.IO packet; dropped"),
+                }
+            }
+        }
+        // Bound the memory of acks the server never answers.
+        if pending_acks.len() > 1024 {
+            pending_acks.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_url_follows_the_base_scheme() {
+        let base = url::Url::parse("https://cloud.example.com/").unwrap();
+        assert_eq!(
+            SocketSettings::socket_url(&base, "/socket.io/").unwrap().as_str(),
+            "wss://cloud.example.com/socket.io/?EIO=4&transport=websocket"
+        );
+        let base = url::Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            SocketSettings::socket_url(&base, "/rt/").unwrap().as_str(),
+            "ws://127.0.0.1:8080/rt/?EIO=4&transport=websocket"
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! One session's GStreamer pipeline: the planned capture chain ending in a
+//! send-only `webrtcbin`, and the glue that turns webrtcbin's callbacks into
+//! [`MediaEvent`]s.
+//!
+//! Callbacks run on GStreamer threads. They never block and never touch
+//! session state: they `try_send` into the session actor's bounded channel
+//! and hold no strong reference to the pipeline, so dropping the
+//! [`MediaSession`] really frees the pipeline and every thread it started.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCSessionDescription};
+use tokio::sync::mpsc;
+
+use hw::{PipelinePlan, Step};
+
+use super::dtls::DtlsIdentity;
+use super::sdp::IceUrls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer element {0} is missing; install the package that provides it")]
+    MissingElement(String),
+    #[error("element {element} has no property {property}")]
+    NoProperty { element: String, property: String },
+    #[error("element {element}: {value:?} is not a valid value for {property}")]
+    BadProperty {
+        element: String,
+        property: String,
+        value: String,
+    },
+    #[error("invalid caps {0:?}")]
+    BadCaps(String),
+    #[error("cannot link {0} to {1}")]
+    Link(String, String),
+    #[error("pipeline refused to start: {0}")]
+    Start(String),
+    #[error("invalid SDP: {0}")]
+    BadSdp(String),
+    #[error("GStreamer: {0}")]
+    Glib(String),
+}
+
+/// What GStreamer tells the session actor.
+#[derive(Debug)]
+pub enum MediaEvent {
+    NegotiationNeeded,
+    OfferCreated(Result<WebRTCSessionDescription, String>),
+    LocalCandidate { mline: u32, candidate: String },
+    GatheringComplete,
+    IceState(WebRTCICEConnectionState),
+    RemoteDescriptionSet(Result<(), String>),
+    /// The first RTP packet went out after ICE connected.
+    FirstMedia,
+    Error(String),
+}
+
+/// Everything a session's pipeline needs besides its plan.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub identity: DtlsIdentity,
+    pub ice: IceUrls,
+    pub local_addresses: Vec<IpAddr>,
+}
+
+/// Owner of one session's pipeline; the pipeline goes to NULL when this is
+/// stopped or dropped.
+pub struct MediaSession {
+    pipeline: gst::Pipeline,
+    webrtcbin: gst::Element,
+    /// Streaming threads of this session only, so teardown can join them.
+    pool: gst::TaskPool,
+    stopped: bool,
+}
+
+fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
+    // A full channel means the actor is gone or far behind; in both cases
+    // dropping is better than blocking a streaming thread.
+    if let Err(err) = events.try_send(event) {
+        tracing::warn!(error = %err, "media event dropped");
+    }
+}
+
+fn set_str_property(element: &gst::Element, name: &str, value: &str) -> Result<(), MediaError> {
+    let factory = element
+        .factory()
+        .map(|factory| factory.name().to_string())
+        .unwrap_or_default();
+    let pspec = element
+        .find_property(name)
+        .ok_or_else(|| MediaError::NoProperty {
+            element: factory.clone(),
+            property: name.into(),
+        })?;
+    let value = glib::Value::deserialize(value, pspec.value_type()).map_err(|_| {
+        MediaError::BadProperty {
+            element: factory,
+            property: name.into(),
+            value: value.into(),
+        }
+    })?;
+    element.set_property_from_value(name, &value);
+    Ok(())
+}
+
+fn make(factory: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| MediaError::MissingElement(factory.into()))
+}
+
+impl MediaSession {
+    /// Builds the pipeline and sets it PLAYING. webrtcbin then asks for
+    /// negotiation once the payloader's caps are known.
+    pub fn start(
+        name: &str,
+        plan: &PipelinePlan,
+        config: &MediaConfig,
+        events: mpsc::Sender<MediaEvent>,
+    ) -> Result<Self, MediaError> {
+        let pipeline = gst::Pipeline::with_name(name);
+        let pool = gst::TaskPool::new();
+        pool.prepare()
+            .map_err(|err| MediaError::Glib(err.to_string()))?;
+        let session = Self {
+            pipeline: pipeline.clone(),
+            webrtcbin: make("webrtcbin")?,
+            pool: pool.clone(),
+            stopped: false,
+        };
+        session.install_bus_handler(events.clone());
+        let pem = Arc::<str>::from(config.identity.pem());
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            // webrtcbin creates its DTLS elements inside create-offer; the
+            // certificate must be in place before they leave NULL.
+            let is_dtls_dec = element
+                .factory()
+                .is_some_and(|factory| factory.name() == "dtlssrtpdec");
+            if is_dtls_dec {
+                element.set_property("pem", &*pem);
+            }
+        });
+
+        let mut chain = Vec::new();
+        for step in &plan.steps {
+            let element = match step {
+                Step::Element(element_plan) => {
+                    let element = make(&element_plan.factory)?;
+                    for (key, value) in &element_plan.properties {
+                        set_str_property(&element, key, value)?;
+                    }
+                    element
+                }
+                Step::Caps(caps) => {
+                    let caps: gst::Caps = caps
+                        .parse()
+                        .map_err(|_| MediaError::BadCaps(caps.clone()))?;
+                    gst::ElementFactory::make("capsfilter")
+                        .property("caps", &caps)
+                        .build()
+                        .map_err(|_| MediaError::MissingElement("capsfilter".into()))?
+                }
+            };
+            chain.push(element);
+        }
+        let webrtcbin = &session.webrtcbin;
+        set_str_property(webrtcbin, "bundle-policy", "max-bundle")?;
+        if let Some(stun) = &config.ice.stun {
+            webrtcbin.set_property("stun-server", stun);
+        }
+        for turn in &config.ice.turn {
+            if !webrtcbin.emit_by_name::<bool>("add-turn-server", &[turn]) {
+                tracing::warn!("webrtcbin refused a TURN server URL (not logged: may hold credentials)");
+            }
+        }
+        if !config.local_addresses.is_empty() {
+            let ice = webrtcbin.property::<glib::Object>("ice-agent");
+            for address in &config.local_addresses {
+                let added = ice.emit_by_name::<bool>("add-local-ip-address", &[&address.to_string()]);
+                if !added {
+                    tracing::warn!(%address, "ICE agent refused a local address");
+                }
+            }
+        }
+
+        pipeline
+            .add_many(chain.iter().chain(std::iter::once(webrtcbin)))
+            .map_err(|err| MediaError::Glib(err.to_string()))?;
+        for pair in chain.windows(2) {
+            pair[0].link(&pair[1]).map_err(|_| {
+                MediaError::Link(pair[0].name().to_string(), pair[1].name().to_string())
+            })?;
+        }
+        let last = chain
+            .last()
+            .ok_or_else(|| MediaError::Start("empty pipeline plan".into()))?;
+        last.link(webrtcbin)
+            .map_err(|_| MediaError::Link(last.name().to_string(), "webrtcbin".into()))?;
+        let sink_pad = last
+            .static_pad("src")
+            .and_then(|pad| pad.peer())
+            .ok_or_else(|| MediaError::Link(last.name().to_string(), "webrtcbin".into()))?;
+        let transceiver = sink_pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+        transceiver.set_property(
+            "direction",
+            gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
+        );
+
+        session.connect_webrtc_signals(&sink_pad, events);
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|err| MediaError::Start(err.to_string()))?;
+        Ok(session)
+    }
+
+    fn install_bus_handler(&self, events: mpsc::Sender<MediaEvent>) {
+        let Some(bus) = self.pipeline.bus() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        bus.set_sync_handler(move |_, message| {
+            use gst::MessageView;
+            match message.view() {
+                MessageView::StreamStatus(status) => {
+                    let (kind, _) = status.get();
+                    if kind == gst::StreamStatusType::Create
+                        && let Some(task) = status
+                            .stream_status_object()
+                            .and_then(|value| value.get::<gst::Task>().ok())
+                    {
+                        task.set_pool(&pool);
+                    }
+                }
+                MessageView::Error(error) => {
+                    let source = message
+                        .src()
+                        .map(|src| src.path_string().to_string())
+                        .unwrap_or_default();
+                    forward(
+                        &events,
+                        MediaEvent::Error(format!("{source}: {}", error.error())),
+                    );
+                }
+                _ => {}
+            }
+            // Nothing reads the async bus; dropping keeps it from growing.
+            gst::BusSyncReply::Drop
+        });
+    }
+
+    fn connect_webrtc_signals(&self, sink_pad: &gst::Pad, events: mpsc::Sender<MediaEvent>) {
+        let webrtcbin = &self.webrtcbin;
+        let tx = events.clone();
+        webrtcbin.connect("on-negotiation-needed", false, move |_| {
+            forward(&tx, MediaEvent::NegotiationNeeded);
+            None
+        });
+        let tx = events.clone();
+        webrtcbin.connect("on-ice-candidate", false, move |values| {
+            let mline = values.get(1).and_then(|value| value.get::<u32>().ok());
+            let candidate = values.get(2).and_then(|value| value.get::<String>().ok());
+            if let (Some(mline), Some(candidate)) = (mline, candidate) {
+                forward(&tx, MediaEvent::LocalCandidate { mline, candidate });
+            }
+            None
+        });
+        let tx = events.clone();
+        webrtcbin.connect_notify(Some("ice-gathering-state"), move |element, _| {
+            let state = element.property::<WebRTCICEGatheringState>("ice-gathering-state");
+            if state == WebRTCICEGatheringState::Complete {
+                forward(&tx, MediaEvent::GatheringComplete);
+            }
+        });
+        let connected = Arc::new(AtomicBool::new(false));
+        let tx = events.clone();
+        let flag = connected.clone();
+        webrtcbin.connect_notify(Some("ice-connection-state"), move |element, _| {
+            let state = element.property::<WebRTCICEConnectionState>("ice-connection-state");
+            if matches!(
+                state,
+                WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
+            ) {
+                flag.store(true, Ordering::Release);
+            }
+            forward(&tx, MediaEvent::IceState(state));
+        });
+        // First media: the first buffer into webrtcbin after ICE connected.
+        sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if connected.load(Ordering::Acquire) {
+                forward(&events, MediaEvent::FirstMedia);
+                gst::PadProbeReturn::Remove
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        });
+    }
+
+    /// Asks webrtcbin for an offer; the result arrives as `OfferCreated`.
+    pub fn create_offer(&self, events: mpsc::Sender<MediaEvent>) {
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let offer = match reply {
+                Ok(Some(reply)) => reply
+                    .get::<WebRTCSessionDescription>("offer")
+                    .map_err(|_| format!("create-offer failed: {reply}")),
+                Ok(None) => Err("create-offer gave no reply".into()),
+                Err(err) => Err(format!("create-offer: {err:?}")),
+            };
+            forward(&events, MediaEvent::OfferCreated(offer));
+        });
+        self.webrtcbin
+            .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+    }
+
+    pub fn set_local_description(&self, description: &WebRTCSessionDescription) {
+        self.webrtcbin
+            .emit_by_name::<()>("set-local-description", &[description, &None::<gst::Promise>]);
+    }
+
+    /// Applies the viewer's answer; the outcome arrives as `RemoteDescriptionSet`.
+    pub fn set_remote_answer(
+        &self,
+        sdp: &str,
+        events: mpsc::Sender<MediaEvent>,
+    ) -> Result<(), MediaError> {
+        let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+            .map_err(|err| MediaError::BadSdp(err.to_string()))?;
+        if message.medias_len() == 0 {
+            return Err(MediaError::BadSdp("answer has no media section".into()));
+        }
+        let answer = WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, message);
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let result = match reply {
+                Ok(Some(reply)) if reply.has_field("error") => Err(format!("{reply}")),
+                Ok(_) => Ok(()),
+                Err(err) => Err(format!("set-remote-description: {err:?}")),
+            };
+            forward(&events, MediaEvent::RemoteDescriptionSet(result));
+        });
+        self.webrtcbin
+            .emit_by_name::<()>("set-remote-description", &[&answer, &promise]);
+        Ok(())
+    }
+
+    /// Adds a remote candidate; `None` is the end-of-candidates marker.
+    pub fn add_remote_candidate(&self, mline: u32, candidate: Option<&str>) {
+        self.webrtcbin
+            .emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+
+    /// Stops the pipeline and joins every thread it started. Idempotent.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if let Err(err) = self.pipeline.set_state(gst::State::Null) {
+            tracing::error!(error = %err, "pipeline did not reach NULL");
+        }
+        if let Some(bus) = self.pipeline.bus() {
+            bus.unset_sync_handler();
+        }
+        self.pool.cleanup();
+        // Idle GLib pool threads would otherwise linger ~15 s.
+        glib::ThreadPool::stop_unused_threads();
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Process-wide GStreamer set-up: initialise, make GLib stop idle pool
+/// threads at once (so a session leaves none behind), and start the system
+/// clock's thread now so it belongs to the idle baseline, not a session.
+pub fn init_gstreamer() -> Result<(), MediaError> {
+    gst::init().map_err(|err| MediaError::Glib(err.to_string()))?;
+    glib::ThreadPool::set_max_unused_threads(Some(0));
+    let clock = gst::SystemClock::obtain();
+    let id = clock.new_single_shot_id(clock.time());
+    // The callback has nothing to do: the wait exists to start the thread.
+    let _ = id.wait_async(|_, _, _| {});
+    Ok(())
+}
+
+/// Loads the plugins a session uses, so the first viewer does not pay for
+/// it, and fails early when one is missing.
+pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), MediaError> {
+    let webrtc = [
+        "webrtcbin",
+        "capsfilter",
+        "rtpbin",
+        "nicesrc",
+        "nicesink",
+        "dtlssrtpenc",
+        "dtlssrtpdec",
+        "srtpenc",
+        "srtpdec",
+    ];
+    for name in factories.into_iter().chain(webrtc) {
+        let factory = gst::ElementFactory::find(name)
+            .ok_or_else(|| MediaError::MissingElement(name.into()))?;
+        factory
+            .load()
+            .map_err(|_| MediaError::MissingElement(name.into()))?;
+    }
+    Ok(())
+}
+
+/// Whether an element factory exists in this installation.
+pub fn factory_exists(name: &str) -> bool {
+    gst::ElementFactory::find(name).is_some()
+}

@@ -1,0 +1,371 @@
+//! The session actor: one task per session, the only owner of its pipeline.
+//!
+//! It runs one `select!` loop over commands from the supervisor (signals,
+//! server end, shutdown), media events from GStreamer callbacks, and the
+//! answer timer. Decisions are the [`Machine`]'s; this file performs them.
+//! Whatever ends the loop, the pipeline is stopped before the task returns
+//! (and again by `Drop` should the task be aborted).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gst_webrtc::WebRTCICEConnectionState;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, error, info, warn};
+
+use super::machine::{Action, CameraReason, EndCause, Input, Machine, Phase};
+use crate::control_plane::events::{Candidate, SignalBody, StreamRequested, signal_payload};
+use crate::control_plane::rest::{RestClient, RestError};
+use crate::control_plane::socketio::connection::SignalingHandle;
+use crate::media::pipeline::{MediaConfig, MediaEvent, MediaSession};
+use crate::media::sdp;
+
+/// What the supervisor tells a session.
+#[derive(Debug)]
+pub enum SessionCommand {
+    Signal(SignalBody),
+    ServerEnded(String),
+    Shutdown,
+}
+
+/// Shared, read-only context every session uses.
+#[derive(Debug)]
+pub struct SessionContext {
+    pub rest: RestClient,
+    pub signaling: SignalingHandle,
+    pub plan: hw::PipelinePlan,
+    pub media: MediaConfig,
+    pub stun_servers: Vec<String>,
+    pub turn_servers: Vec<String>,
+    pub answer_timeout: Duration,
+    /// Bound on the REST `end` call during teardown.
+    pub end_timeout: Duration,
+}
+
+/// Remote candidates held before the answer is applied, at most this many.
+const MAX_HELD_CANDIDATES: usize = 64;
+
+struct Session {
+    ctx: Arc<SessionContext>,
+    id: String,
+    client_id: String,
+    ice_servers: Vec<crate::control_plane::events::IceServer>,
+    started: Instant,
+    machine: Machine,
+    media: Option<MediaSession>,
+    media_tx: mpsc::Sender<MediaEvent>,
+    offer_requested: bool,
+    offer_sent: bool,
+    mids: Vec<Option<String>>,
+    held_local: Vec<(u32, String)>,
+    gathering_complete: bool,
+    answer_pending: bool,
+    held_remote: Vec<Option<Candidate>>,
+    answer_deadline: Option<Instant>,
+}
+
+/// Runs a session to its end and returns why it ended.
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    request: StreamRequested,
+    mut commands: mpsc::Receiver<SessionCommand>,
+    started: Instant,
+) -> EndCause {
+    let (media_tx, mut media_rx) = mpsc::channel(256);
+    let mut session = Session {
+        ctx,
+        id: request.session_id,
+        client_id: request.client_id,
+        ice_servers: request.ice_servers,
+        started,
+        machine: Machine::new(),
+        media: None,
+        media_tx,
+        offer_requested: false,
+        offer_sent: false,
+        mids: Vec::new(),
+        held_local: Vec::new(),
+        gathering_complete: false,
+        answer_pending: false,
+        held_remote: Vec::new(),
+        answer_deadline: None,
+    };
+    let accepted = session.ctx.rest.accept(&session.id).await;
+    match accepted {
+        Ok(_) => {
+            info!(session_id = %session.id, client_id = %session.client_id,
+                elapsed_ms = session.elapsed_ms(), "accepted");
+            session.apply(Input::Accepted).await;
+        }
+        Err(err) => {
+            let server_knows = matches!(err, RestError::Transport(_) | RestError::Server { .. });
+            warn!(session_id = %session.id, error = %err, elapsed_ms = session.elapsed_ms(),
+                "accept failed");
+            session.apply(Input::AcceptFailed { server_knows }).await;
+        }
+    }
+    loop {
+        if let Phase::Ended(cause) = session.machine.phase() {
+            return cause.clone();
+        }
+        let deadline = session.answer_deadline;
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(SessionCommand::Signal(body)) => session.on_signal(body).await,
+                Some(SessionCommand::ServerEnded(reason)) => {
+                    info!(session_id = %session.id, %reason, elapsed_ms = session.elapsed_ms(), "hangup");
+                    session.apply(Input::ServerEnded(reason)).await;
+                }
+                // A closed command channel means the supervisor is gone.
+                Some(SessionCommand::Shutdown) | None => session.apply(Input::Shutdown).await,
+            },
+            event = media_rx.recv() => {
+                if let Some(event) = event {
+                    session.on_media(event).await;
+                }
+            }
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                session.answer_deadline = None;
+                warn!(session_id = %session.id, elapsed_ms = session.elapsed_ms(), "no answer in time");
+                session.apply(Input::AnswerTimeout).await;
+            }
+        }
+    }
+}
+
+impl Session {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Feeds an input to the machine and performs the resulting actions,
+    /// including the inputs those actions produce.
+    async fn apply(&mut self, input: Input) {
+        let mut queue = vec![input];
+        while let Some(input) = queue.pop() {
+            let actions = match self.machine.handle(input) {
+                Ok(actions) => actions,
+                Err(err) => {
+                    debug!(session_id = %self.id, %err, "input ignored");
+                    continue;
+                }
+            };
+            for action in actions {
+                if let Some(next) = self.perform(action).await {
+                    queue.push(next);
+                }
+            }
+        }
+    }
+
+    async fn perform(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::StartMedia => {
+                let name = format!("session-{}", self.id);
+                let mut media = self.ctx.media.clone();
+                media.ice = sdp::ice_urls(
+                    &self.ice_servers,
+                    &self.ctx.stun_servers,
+                    &self.ctx.turn_servers,
+                );
+                match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
+                    Ok(session) => {
+                        self.media = Some(session);
+                        self.answer_deadline = Some(Instant::now() + self.ctx.answer_timeout);
+                        info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "pipeline playing");
+                        None
+                    }
+                    Err(err) => {
+                        error!(session_id = %self.id, error = %err, "pipeline failed to start");
+                        Some(Input::MediaError)
+                    }
+                }
+            }
+            Action::EndOverRest(reason) => {
+                self.end_over_rest(reason).await;
+                None
+            }
+            Action::Teardown => {
+                if let Some(mut media) = self.media.take() {
+                    media.stop();
+                }
+                self.answer_deadline = None;
+                let cause = match self.machine.phase() {
+                    Phase::Ending(cause) => cause.to_string(),
+                    _ => String::new(),
+                };
+                info!(session_id = %self.id, cause = %cause, elapsed_ms = self.elapsed_ms(), "ended");
+                Some(Input::TeardownDone)
+            }
+        }
+    }
+
+    async fn end_over_rest(&self, reason: CameraReason) {
+        let call = self.ctx.rest.end(&self.id, reason.code());
+        match tokio::time::timeout(self.ctx.end_timeout, call).await {
+            Ok(Ok(_)) => info!(session_id = %self.id, reason = reason.code(), "end sent"),
+            Ok(Err(err)) => warn!(session_id = %self.id, reason = reason.code(), error = %err,
+                "ending the session over REST failed; tearing down anyway"),
+            Err(_) => warn!(session_id = %self.id, reason = reason.code(),
+                "ending the session over REST timed out; tearing down anyway"),
+        }
+    }
+
+    async fn send_signal(&self, body: &SignalBody) {
+        let payload = signal_payload(&self.id, body);
+        if let Err(err) = self.ctx.signaling.emit("webrtc:signal", payload, true).await {
+            warn!(session_id = %self.id, error = %err, "signal not sent");
+        }
+    }
+
+    async fn on_signal(&mut self, body: SignalBody) {
+        match body {
+            SignalBody::Answer { sdp } => {
+                if self.machine.phase() != &Phase::AwaitingAnswer || self.answer_pending {
+                    warn!(session_id = %self.id, phase = self.machine.phase().name(),
+                        "answer not expected now; dropped");
+                    return;
+                }
+                let Some(media) = &self.media else { return };
+                match media.set_remote_answer(&sdp, self.media_tx.clone()) {
+                    Ok(()) => self.answer_pending = true,
+                    Err(err) => warn!(session_id = %self.id, error = %err, "unusable answer; dropped"),
+                }
+            }
+            SignalBody::Offer { .. } => {
+                warn!(session_id = %self.id, "offer from the viewer; the camera is the offerer; dropped");
+            }
+            SignalBody::Candidate(candidate) => {
+                if self.machine.phase() == &Phase::AwaitingAnswer || self.answer_pending {
+                    if self.held_remote.len() < MAX_HELD_CANDIDATES {
+                        self.held_remote.push(candidate);
+                    } else {
+                        warn!(session_id = %self.id, "too many early candidates; dropped");
+                    }
+                    return;
+                }
+                self.add_remote_candidate(candidate);
+            }
+        }
+    }
+
+    fn add_remote_candidate(&self, candidate: Option<Candidate>) {
+        let Some(media) = &self.media else { return };
+        match candidate {
+            None => media.add_remote_candidate(0, None),
+            Some(candidate) => {
+                let mline = candidate.sdp_m_line_index.or_else(|| {
+                    let mid = candidate.sdp_mid.as_deref()?;
+                    self.mids
+                        .iter()
+                        .position(|known| known.as_deref() == Some(mid))
+                        .map(|index| index as u32)
+                });
+                match mline {
+                    Some(mline) if (mline as usize) < self.mids.len().max(1) => {
+                        media.add_remote_candidate(mline, Some(&candidate.candidate));
+                    }
+                    _ => warn!(session_id = %self.id, "candidate for an unknown m-line; dropped"),
+                }
+            }
+        }
+    }
+
+    async fn on_media(&mut self, event: MediaEvent) {
+        match event {
+            MediaEvent::NegotiationNeeded => {
+                if !self.offer_requested
+                    && let Some(media) = &self.media
+                {
+                    self.offer_requested = true;
+                    media.create_offer(self.media_tx.clone());
+                }
+            }
+            MediaEvent::OfferCreated(Ok(offer)) => {
+                let Some(media) = &self.media else { return };
+                media.set_local_description(&offer);
+                let text = match offer.sdp().as_text() {
+                    Ok(text) => text,
+                    Err(err) => {
+                        error!(session_id = %self.id, error = %err, "offer SDP not serialisable");
+                        self.apply(Input::MediaError).await;
+                        return;
+                    }
+                };
+                let text = sdp::with_fingerprint(&text, self.ctx.media.identity.fingerprint());
+                self.mids = sdp::mids(&text);
+                self.send_signal(&SignalBody::Offer { sdp: text }).await;
+                self.offer_sent = true;
+                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer sent");
+                self.apply(Input::OfferSent).await;
+                for (mline, candidate) in std::mem::take(&mut self.held_local) {
+                    self.send_local_candidate(mline, candidate).await;
+                }
+                if self.gathering_complete {
+                    self.send_signal(&SignalBody::Candidate(None)).await;
+                }
+            }
+            MediaEvent::OfferCreated(Err(err)) => {
+                error!(session_id = %self.id, error = %err, "offer creation failed");
+                self.apply(Input::MediaError).await;
+            }
+            MediaEvent::LocalCandidate { mline, candidate } => {
+                if self.offer_sent {
+                    self.send_local_candidate(mline, candidate).await;
+                } else {
+                    self.held_local.push((mline, candidate));
+                }
+            }
+            MediaEvent::GatheringComplete => {
+                if !self.gathering_complete {
+                    self.gathering_complete = true;
+                    if self.offer_sent {
+                        self.send_signal(&SignalBody::Candidate(None)).await;
+                    }
+                    debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "candidates complete");
+                }
+            }
+            MediaEvent::RemoteDescriptionSet(Ok(())) => {
+                self.answer_pending = false;
+                self.answer_deadline = None;
+                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "answer applied");
+                self.apply(Input::AnswerApplied).await;
+                for candidate in std::mem::take(&mut self.held_remote) {
+                    self.add_remote_candidate(candidate);
+                }
+            }
+            MediaEvent::RemoteDescriptionSet(Err(err)) => {
+                self.answer_pending = false;
+                warn!(session_id = %self.id, error = %err, "answer rejected by webrtcbin; dropped");
+            }
+            MediaEvent::IceState(state) => {
+                info!(session_id = %self.id, state = ?state, elapsed_ms = self.elapsed_ms(), "ice state");
+                match state {
+                    WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed => {
+                        self.apply(Input::IceConnected).await;
+                    }
+                    WebRTCICEConnectionState::Failed => self.apply(Input::IceFailed).await,
+                    _ => {}
+                }
+            }
+            MediaEvent::FirstMedia => {
+                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "first media");
+            }
+            MediaEvent::Error(message) => {
+                error!(session_id = %self.id, error = %message, "pipeline error");
+                self.apply(Input::MediaError).await;
+            }
+        }
+    }
+
+    async fn send_local_candidate(&self, mline: u32, candidate: String) {
+        let mid = self.mids.get(mline as usize).cloned().flatten();
+        let body = SignalBody::Candidate(Some(Candidate {
+            candidate,
+            sdp_mid: mid,
+            sdp_m_line_index: Some(mline),
+        }));
+        self.send_signal(&body).await;
+    }
+}

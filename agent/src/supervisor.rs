@@ -1,0 +1,240 @@
+//! The supervisor owns the set of live sessions. It is the safety gate's
+//! enforcer: every server event is validated here, checked against the
+//! camera's identity and the known sessions, and only then routed to a
+//! session actor. It also enforces capacity and re-checks sessions after a
+//! signaling reconnect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::control_plane::events::{Inbound, StreamRequested, parse_inbound};
+use crate::control_plane::socketio::connection::SignalingEvent;
+use crate::session::actor::{self, SessionCommand, SessionContext};
+use crate::session::machine::{CameraReason, EndCause};
+
+struct Entry {
+    client_id: String,
+    commands: mpsc::Sender<SessionCommand>,
+}
+
+struct Finished {
+    session_id: String,
+    cause: EndCause,
+    started: Instant,
+}
+
+pub struct Supervisor {
+    ctx: Arc<SessionContext>,
+    camera_id: String,
+    max_sessions: usize,
+    sessions: HashMap<String, Entry>,
+    tracker: TaskTracker,
+    finished_tx: mpsc::Sender<Finished>,
+    finished_rx: mpsc::Receiver<Finished>,
+    /// How long shutdown waits for sessions to end over REST and tear down.
+    shutdown_grace: Duration,
+}
+
+impl Supervisor {
+    pub fn new(
+        ctx: Arc<SessionContext>,
+        camera_id: String,
+        max_sessions: usize,
+        tracker: TaskTracker,
+    ) -> Self {
+        let (finished_tx, finished_rx) = mpsc::channel(16);
+        Self {
+            ctx,
+            camera_id,
+            max_sessions,
+            sessions: HashMap::new(),
+            tracker,
+            finished_tx,
+            finished_rx,
+            shutdown_grace: Duration::from_secs(4),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then ends every live session.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SignalingEvent>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_signaling(event),
+                    None => break,
+                },
+                Some(finished) = self.finished_rx.recv() => self.on_finished(finished),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn on_finished(&mut self, finished: Finished) {
+        self.sessions.remove(&finished.session_id);
+        info!(
+            session_id = %finished.session_id,
+            cause = %finished.cause,
+            elapsed_ms = finished.started.elapsed().as_millis() as u64,
+            live_sessions = self.sessions.len(),
+            "teardown done"
+        );
+    }
+
+    async fn shutdown(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        info!(live_sessions = self.sessions.len(), "shutting down: ending live sessions");
+        for entry in self.sessions.values() {
+            let _ = entry.commands.try_send(SessionCommand::Shutdown);
+        }
+        let deadline = Instant::now() + self.shutdown_grace;
+        while !self.sessions.is_empty() {
+            match tokio::time::timeout_at(deadline, self.finished_rx.recv()).await {
+                Ok(Some(finished)) => self.on_finished(finished),
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(live_sessions = self.sessions.len(), "sessions still ending at the shutdown deadline");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_signaling(&mut self, event: SignalingEvent) {
+        match event {
+            SignalingEvent::Connected { reconnect } => {
+                if reconnect {
+                    self.recheck_sessions();
+                }
+            }
+            SignalingEvent::Disconnected { reason } => {
+                info!(%reason, live_sessions = self.sessions.len(),
+                    "signaling lost; live media keeps flowing peer to peer");
+            }
+            SignalingEvent::AuthRejected => {}
+            SignalingEvent::Event { name, args } => match parse_inbound(&name, args) {
+                Ok(inbound) => self.route(inbound),
+                Err(err) => warn!(error = %err, "invalid event dropped"),
+            },
+        }
+    }
+
+    fn route(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::StreamRequested(request) => self.on_requested(request),
+            Inbound::StreamStarted(started) => {
+                if started.camera_id != self.camera_id || !self.sessions.contains_key(&started.session_id) {
+                    warn!(session_id = %started.session_id, "stream:started for a session that is not ours; dropped");
+                } else {
+                    debug!(session_id = %started.session_id, "stream started");
+                }
+            }
+            Inbound::StreamEnded(ended) => match self.sessions.get(&ended.session_id) {
+                Some(entry) => {
+                    let _ = entry
+                        .commands
+                        .try_send(SessionCommand::ServerEnded(ended.reason));
+                }
+                None => warn!(session_id = %ended.session_id, "stream:ended for an unknown session; dropped"),
+            },
+            Inbound::Signal(signal) => match self.sessions.get(&signal.session_id) {
+                Some(entry) if entry.client_id == signal.from => {
+                    if entry
+                        .commands
+                        .try_send(SessionCommand::Signal(signal.body))
+                        .is_err()
+                    {
+                        warn!(session_id = %signal.session_id, "session busy; signal dropped");
+                    }
+                }
+                Some(_) => warn!(session_id = %signal.session_id, from = %signal.from,
+                    "signal from a device that is not the session's client; dropped"),
+                None => warn!(session_id = %signal.session_id, "signal for an unknown session; dropped"),
+            },
+        }
+    }
+
+    fn on_requested(&mut self, request: StreamRequested) {
+        let started = Instant::now();
+        if request.camera_id != self.camera_id {
+            warn!(session_id = %request.session_id, camera_id = %request.camera_id,
+                "stream:requested for another camera; dropped");
+            return;
+        }
+        if self.sessions.contains_key(&request.session_id) {
+            info!(session_id = %request.session_id, "duplicate stream:requested; already handling it");
+            return;
+        }
+        info!(session_id = %request.session_id, client_id = %request.client_id, "requested");
+        if self.sessions.len() >= self.max_sessions {
+            warn!(session_id = %request.session_id, live_sessions = self.sessions.len(),
+                "at capacity; refusing with camera_busy");
+            let rest = self.ctx.rest.clone();
+            let session_id = request.session_id;
+            self.tracker.spawn(async move {
+                let reason = CameraReason::CameraBusy.code();
+                if let Err(err) = rest.end(&session_id, reason).await {
+                    warn!(%session_id, error = %err, "refusing a session over REST failed");
+                }
+            });
+            return;
+        }
+        let (commands, receiver) = mpsc::channel(64);
+        self.sessions.insert(
+            request.session_id.clone(),
+            Entry {
+                client_id: request.client_id.clone(),
+                commands,
+            },
+        );
+        let ctx = self.ctx.clone();
+        let finished = self.finished_tx.clone();
+        let session_id = request.session_id.clone();
+        self.tracker.spawn(async move {
+            let cause = actor::run(ctx, request, receiver, started).await;
+            let _ = finished
+                .send(Finished {
+                    session_id,
+                    cause,
+                    started,
+                })
+                .await;
+        });
+    }
+
+    /// After a reconnect, sessions the server no longer streams are ended.
+    fn recheck_sessions(&self) {
+        for (session_id, entry) in &self.sessions {
+            let rest = self.ctx.rest.clone();
+            let session_id = session_id.clone();
+            let commands = entry.commands.clone();
+            self.tracker.spawn(async move {
+                match rest.session(&session_id).await {
+                    Ok(info) if info.state == "streaming" || info.state == "requested" => {
+                        debug!(%session_id, state = %info.state, "session survived the reconnect");
+                    }
+                    Ok(info) => {
+                        info!(%session_id, state = %info.state, "session ended while signaling was down");
+                        let _ = commands.send(SessionCommand::ServerEnded(info.state)).await;
+                    }
+                    Err(err) => {
+                        warn!(%session_id, error = %err, "cannot recheck session after reconnect");
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Hardware knowledge for camera-agent, kept free of I/O and of any runtime.
+//!
+//! The agent asks this crate one question per session: "given what the
+//! configuration wants and which GStreamer elements exist, which elements,
+//! caps and properties make the capture -> encode -> payload chain?" The
+//! answer is a [`PipelinePlan`]: plain data that can be printed, compared in
+//! unit tests and turned into a pipeline by the media code. Keeping it plain
+//! data means every encoder quirk is tested here without GStreamer.
+
+pub mod encoder;
+pub mod plan;
+
+pub use encoder::{EncoderChoice, EncoderKind, EncoderSettings};
+pub use plan::{CaptureSpec, ElementPlan, PipelinePlan, PlanError, SourceKind, Step};
