@@ -26,7 +26,9 @@ pub const EXIT_CONFIG: u8 = 78;
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("the control plane says this device's role is {role:?}; a camera agent needs a `camera` token")]
+    #[error(
+        "the control plane says this device's role is {role:?}; a camera agent needs a `camera` token"
+    )]
     WrongRole { role: String },
     #[error("no usable media pipeline: {0}")]
     Plan(#[from] hw::PlanError),
@@ -90,7 +92,10 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
     preload(plan.factories())?;
     info!(plan = %plan, "media pipeline planned");
     let identity = DtlsIdentity::generate()?;
-    info!(fingerprint = identity.fingerprint(), "DTLS certificate ready (ECDSA P-256)");
+    info!(
+        fingerprint = identity.fingerprint(),
+        "DTLS certificate ready (ECDSA P-256)"
+    );
 
     let rest = RestClient::new(
         settings.control_plane.url.clone(),
@@ -173,13 +178,17 @@ async fn login(
             Ok(me) => return Some(me),
             Err(RestError::Unauthorized) => {
                 let delay = auth_backoff.next_delay(rand::random::<f64>());
-                warn!(retry_in_ms = delay.as_millis() as u64,
+                warn!(
+                    retry_in_ms = delay.as_millis() as u64,
                     "login refused: the control plane does not accept this device token \
-                     (check control_plane.token_file)");
+                     (check control_plane.token_file)"
+                );
                 delay
             }
             Err(RestError::RateLimited { retry_after }) => {
-                let delay = retry_after.unwrap_or(Duration::from_secs(5)).max(backoff.next_delay(rand::random::<f64>()));
+                let delay = retry_after
+                    .unwrap_or(Duration::from_secs(5))
+                    .max(backoff.next_delay(rand::random::<f64>()));
                 warn!(retry_in_ms = delay.as_millis() as u64, "login rate limited");
                 delay
             }

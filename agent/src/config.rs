@@ -215,7 +215,11 @@ impl RawConfig {
     }
 }
 
-fn duration(key: &'static str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration(
+    key: &'static str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
     };
@@ -234,7 +238,11 @@ fn duration(key: &'static str, value: Option<&str>, default: Duration) -> Result
     Ok(parsed)
 }
 
-fn in_range(key: &'static str, value: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+fn in_range(
+    key: &'static str,
+    value: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
     if range.contains(&value) {
         Ok(value)
     } else {
@@ -318,7 +326,7 @@ impl Settings {
         let width = in_range("camera.width", cam.width.unwrap_or(1280), 16..=7680)?;
         let height = in_range("camera.height", cam.height.unwrap_or(720), 16..=4320)?;
         for (key, value) in [("camera.width", width), ("camera.height", height)] {
-            if value % 2 != 0 {
+            if !value.is_multiple_of(2) {
                 return Err(ConfigError::Invalid {
                     key,
                     value: value.to_string(),
@@ -344,7 +352,9 @@ impl Settings {
                     value: format!("{name:?}"),
                     reason: format!(
                         "must be \"auto\" or one of {}",
-                        EncoderKind::PREFERENCE.map(|kind| kind.factory()).join(", ")
+                        EncoderKind::PREFERENCE
+                            .map(|kind| kind.factory())
+                            .join(", ")
                     ),
                 }
             })?),
@@ -352,7 +362,11 @@ impl Settings {
         let encoder = EncoderConfig {
             choice,
             settings: EncoderSettings {
-                bitrate_kbps: in_range("encoder.bitrate_kbps", enc.bitrate_kbps.unwrap_or(2000), 100..=50_000)?,
+                bitrate_kbps: in_range(
+                    "encoder.bitrate_kbps",
+                    enc.bitrate_kbps.unwrap_or(2000),
+                    100..=50_000,
+                )?,
                 keyframe_interval: in_range(
                     "encoder.keyframe_interval",
                     enc.keyframe_interval.unwrap_or(60),
@@ -368,7 +382,11 @@ impl Settings {
                 ses.answer_timeout.as_deref(),
                 Duration::from_secs(15),
             )?,
-            max_sessions: in_range("session.max_sessions", ses.max_sessions.unwrap_or(1), 1..=16)? as usize,
+            max_sessions: in_range(
+                "session.max_sessions",
+                ses.max_sessions.unwrap_or(1),
+                1..=16,
+            )? as usize,
         };
 
         let rtc = raw.webrtc;
@@ -427,8 +445,12 @@ pub fn check_simple_streaming(value: Option<&str>) -> Result<(), ConfigError> {
     let Some(value) = value else { return Ok(()) };
     match value.trim().to_ascii_lowercase().as_str() {
         "" | "1" | "true" | "on" | "yes" => Ok(()),
-        "0" | "false" | "off" | "no" => Err(ConfigError::LegacyUnsupported { value: value.into() }),
-        _ => Err(ConfigError::BadFlag { value: value.into() }),
+        "0" | "false" | "off" | "no" => Err(ConfigError::LegacyUnsupported {
+            value: value.into(),
+        }),
+        _ => Err(ConfigError::BadFlag {
+            value: value.into(),
+        }),
     }
 }
 
@@ -452,10 +474,14 @@ pub fn read_token(path: &Path) -> Result<Secret, ConfigError> {
     })?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(ConfigError::TokenEmpty { path: path.to_owned() });
+        return Err(ConfigError::TokenEmpty {
+            path: path.to_owned(),
+        });
     }
     if token.len() > 4096 {
-        return Err(ConfigError::TokenTooLong { path: path.to_owned() });
+        return Err(ConfigError::TokenTooLong {
+            path: path.to_owned(),
+        });
     }
     Ok(Secret::new(token.to_owned()))
 }
@@ -534,12 +560,24 @@ mod tests {
             ("[camera]\nwidth = 641", "camera.width"),
             ("[camera]\nheight = 0", "camera.height"),
             ("[camera]\nframerate = 500", "camera.framerate"),
-            ("[session]\nanswer_timeout = \"soon\"", "session.answer_timeout"),
-            ("[session]\nanswer_timeout = \"0s\"", "session.answer_timeout"),
+            (
+                "[session]\nanswer_timeout = \"soon\"",
+                "session.answer_timeout",
+            ),
+            (
+                "[session]\nanswer_timeout = \"0s\"",
+                "session.answer_timeout",
+            ),
             ("[encoder]\nkind = \"nvenc\"", "encoder.kind"),
             ("[encoder]\nbitrate_kbps = 1", "encoder.bitrate_kbps"),
-            ("[webrtc]\nlocal_addresses = [\"eth0\"]", "webrtc.local_addresses"),
-            ("[webrtc]\nstun_servers = [\"example.com\"]", "webrtc.stun_servers"),
+            (
+                "[webrtc]\nlocal_addresses = [\"eth0\"]",
+                "webrtc.local_addresses",
+            ),
+            (
+                "[webrtc]\nstun_servers = [\"example.com\"]",
+                "webrtc.stun_servers",
+            ),
         ];
         for (extra, key) in cases {
             let err = settings(&format!("{MINIMAL}\n{extra}\n")).unwrap_err();
@@ -600,7 +638,10 @@ mod tests {
         assert_eq!(token.expose(), "s3cret-token");
         assert!(!format!("{token:?}").contains("s3cret"));
         std::fs::write(&path, "  \n").unwrap();
-        assert!(matches!(read_token(&path), Err(ConfigError::TokenEmpty { .. })));
+        assert!(matches!(
+            read_token(&path),
+            Err(ConfigError::TokenEmpty { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -96,7 +96,10 @@ impl Supervisor {
         if self.sessions.is_empty() {
             return;
         }
-        info!(live_sessions = self.sessions.len(), "shutting down: ending live sessions");
+        info!(
+            live_sessions = self.sessions.len(),
+            "shutting down: ending live sessions"
+        );
         for entry in self.sessions.values() {
             let _ = entry.commands.try_send(SessionCommand::Shutdown);
         }
@@ -106,7 +109,10 @@ impl Supervisor {
                 Ok(Some(finished)) => self.on_finished(finished),
                 Ok(None) => break,
                 Err(_) => {
-                    warn!(live_sessions = self.sessions.len(), "sessions still ending at the shutdown deadline");
+                    warn!(
+                        live_sessions = self.sessions.len(),
+                        "sessions still ending at the shutdown deadline"
+                    );
                     break;
                 }
             }
@@ -136,7 +142,9 @@ impl Supervisor {
         match inbound {
             Inbound::StreamRequested(request) => self.on_requested(request),
             Inbound::StreamStarted(started) => {
-                if started.camera_id != self.camera_id || !self.sessions.contains_key(&started.session_id) {
+                if started.camera_id != self.camera_id
+                    || !self.sessions.contains_key(&started.session_id)
+                {
                     warn!(session_id = %started.session_id, "stream:started for a session that is not ours; dropped");
                 } else {
                     debug!(session_id = %started.session_id, "stream started");
@@ -148,7 +156,9 @@ impl Supervisor {
                         .commands
                         .try_send(SessionCommand::ServerEnded(ended.reason));
                 }
-                None => warn!(session_id = %ended.session_id, "stream:ended for an unknown session; dropped"),
+                None => {
+                    warn!(session_id = %ended.session_id, "stream:ended for an unknown session; dropped")
+                }
             },
             Inbound::Signal(signal) => match self.sessions.get(&signal.session_id) {
                 Some(entry) if entry.client_id == signal.from => {
@@ -162,7 +172,9 @@ impl Supervisor {
                 }
                 Some(_) => warn!(session_id = %signal.session_id, from = %signal.from,
                     "signal from a device that is not the session's client; dropped"),
-                None => warn!(session_id = %signal.session_id, "signal for an unknown session; dropped"),
+                None => {
+                    warn!(session_id = %signal.session_id, "signal for an unknown session; dropped")
+                }
             },
         }
     }

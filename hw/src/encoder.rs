@@ -61,7 +61,9 @@ impl EncoderKind {
 
     /// Parses a factory name as written in the configuration.
     pub fn from_factory(name: &str) -> Option<Self> {
-        Self::PREFERENCE.into_iter().find(|kind| kind.factory() == name)
+        Self::PREFERENCE
+            .into_iter()
+            .find(|kind| kind.factory() == name)
     }
 
     /// The raw format the encoder takes on its sink pad.
@@ -132,7 +134,10 @@ pub fn choose_encoder(
             EncoderChoice::Auto => "any H.264 encoder".into(),
             EncoderChoice::Only(kind) => kind.factory().into(),
         },
-        available: present.iter().map(|kind| kind.factory().to_string()).collect(),
+        available: present
+            .iter()
+            .map(|kind| kind.factory().to_string())
+            .collect(),
     })
 }
 

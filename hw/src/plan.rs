@@ -96,7 +96,7 @@ impl PipelinePlan {
         settings: EncoderSettings,
         available: impl Fn(&str) -> bool,
     ) -> Result<Self, PlanError> {
-        if capture.width % 2 != 0 || capture.height % 2 != 0 {
+        if !capture.width.is_multiple_of(2) || !capture.height.is_multiple_of(2) {
             return Err(PlanError::OddSize {
                 width: capture.width,
                 height: capture.height,
@@ -128,7 +128,10 @@ impl PipelinePlan {
                     .with("leaky", "downstream"),
             ),
             Step::Element(ElementPlan::new("videoconvert")),
-            Step::Caps(format!("video/x-raw,format=(string){}", encoder.input_format())),
+            Step::Caps(format!(
+                "video/x-raw,format=(string){}",
+                encoder.input_format()
+            )),
             Step::Element(encoder.element(settings)),
             Step::Caps(encoder.output_caps()),
             // config-interval=-1: SPS/PPS in front of every IDR, so a
@@ -225,7 +228,10 @@ mod tests {
         let text = plan.to_string();
         assert!(text.starts_with("videotestsrc is-live=true"), "{text}");
         assert!(text.contains("width=(int)640,height=(int)480"), "{text}");
-        assert!(text.contains("profile=(string)constrained-baseline"), "{text}");
+        assert!(
+            text.contains("profile=(string)constrained-baseline"),
+            "{text}"
+        );
         assert!(text.ends_with("! webrtcbin"), "{text}");
     }
 

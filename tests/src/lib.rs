@@ -1,1 +1,7 @@
-pub fn x(){}
+//! Test bed for camera-agent: a contract-exact stand-in control plane, a
+//! WebRTC viewer that decodes what the agent sends, and helpers to run the
+//! real agent binary and measure it.
+
+pub mod harness;
+pub mod standin;
+pub mod viewer;

@@ -72,8 +72,12 @@ pub struct Candidate {
 /// The body of a signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalBody {
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     /// `None` is the end-of-candidates marker.
     Candidate(Option<Candidate>),
 }
@@ -137,9 +141,9 @@ pub fn parse_inbound(name: &str, args: Vec<Value>) -> Result<Inbound, EventError
     if !known {
         return Err(EventError::Unknown { event: name.into() });
     }
-    let [payload @ Value::Object(_)]: [Value; 1] = args.try_into().map_err(|_| EventError::NotOneObject {
-        event: name.into(),
-    })?
+    let [payload @ Value::Object(_)]: [Value; 1] = args
+        .try_into()
+        .map_err(|_| EventError::NotOneObject { event: name.into() })?
     else {
         return Err(EventError::NotOneObject { event: name.into() });
     };
@@ -156,7 +160,11 @@ pub fn parse_inbound(name: &str, args: Vec<Value>) -> Result<Inbound, EventError
             if humantime::parse_rfc3339_weak(&event.requested_at).is_err() {
                 return Err(schema("requestedAt is not an RFC 3339 time"));
             }
-            if event.ice_servers.iter().any(|server| server.urls.is_empty()) {
+            if event
+                .ice_servers
+                .iter()
+                .any(|server| server.urls.is_empty())
+            {
                 return Err(schema("an iceServers entry has no urls"));
             }
             Ok(Inbound::StreamRequested(event))
@@ -177,9 +185,10 @@ pub fn parse_inbound(name: &str, args: Vec<Value>) -> Result<Inbound, EventError
             check_id(name, "from", &raw.from)?;
             let body = match raw.kind.as_str() {
                 "offer" | "answer" => {
-                    let sdp = raw.sdp.filter(|sdp| sdp.starts_with("v=0")).ok_or_else(|| {
-                        schema("sdp is missing or does not start with v=0")
-                    })?;
+                    let sdp = raw
+                        .sdp
+                        .filter(|sdp| sdp.starts_with("v=0"))
+                        .ok_or_else(|| schema("sdp is missing or does not start with v=0"))?;
                     if raw.kind == "offer" {
                         SignalBody::Offer { sdp }
                     } else {
@@ -211,8 +220,12 @@ pub fn parse_inbound(name: &str, args: Vec<Value>) -> Result<Inbound, EventError
 pub fn signal_payload(session_id: &str, body: &SignalBody) -> Value {
     match body {
         SignalBody::Offer { sdp } => json!({"sessionId": session_id, "type": "offer", "sdp": sdp}),
-        SignalBody::Answer { sdp } => json!({"sessionId": session_id, "type": "answer", "sdp": sdp}),
-        SignalBody::Candidate(None) => json!({"sessionId": session_id, "type": "candidate", "candidate": null}),
+        SignalBody::Answer { sdp } => {
+            json!({"sessionId": session_id, "type": "answer", "sdp": sdp})
+        }
+        SignalBody::Candidate(None) => {
+            json!({"sessionId": session_id, "type": "candidate", "candidate": null})
+        }
         SignalBody::Candidate(Some(candidate)) => json!({
             "sessionId": session_id,
             "type": "candidate",
@@ -250,7 +263,12 @@ mod tests {
 
     #[test]
     fn payload_must_be_exactly_one_object() {
-        for args in [vec![], vec![json!("x")], vec![json!([1])], vec![requested(), requested()]] {
+        for args in [
+            vec![],
+            vec![json!("x")],
+            vec![json!([1])],
+            vec![requested(), requested()],
+        ] {
             assert!(matches!(
                 parse_inbound("stream:requested", args),
                 Err(EventError::NotOneObject { .. })
@@ -271,7 +289,10 @@ mod tests {
         let mut no_urls = requested();
         no_urls["iceServers"] = json!([{"urls": []}]);
         for payload in [bad_time, empty_id, long_id, number_id, no_urls] {
-            assert!(parse_inbound("stream:requested", vec![payload.clone()]).is_err(), "{payload}");
+            assert!(
+                parse_inbound("stream:requested", vec![payload.clone()]).is_err(),
+                "{payload}"
+            );
         }
     }
 
@@ -297,7 +318,9 @@ mod tests {
             Inbound::Signal(Signal {
                 session_id: "s-1".into(),
                 from: "cli-1".into(),
-                body: SignalBody::Answer { sdp: "v=0\r\n".into() }
+                body: SignalBody::Answer {
+                    sdp: "v=0\r\n".into()
+                }
             })
         );
         let end = parse_inbound(
@@ -305,14 +328,26 @@ mod tests {
             vec![json!({"sessionId": "s-1", "type": "candidate", "candidate": null, "from": "cli-1"})],
         )
         .unwrap();
-        assert!(matches!(end, Inbound::Signal(Signal { body: SignalBody::Candidate(None), .. })));
+        assert!(matches!(
+            end,
+            Inbound::Signal(Signal {
+                body: SignalBody::Candidate(None),
+                ..
+            })
+        ));
         let candidate = parse_inbound(
             "webrtc:signal",
             vec![json!({"sessionId": "s-1", "type": "candidate", "from": "cli-1",
                 "candidate": {"candidate": "candidate:1 1 UDP 1 10.0.0.1 5000 typ host", "sdpMLineIndex": 0}})],
         )
         .unwrap();
-        assert!(matches!(candidate, Inbound::Signal(Signal { body: SignalBody::Candidate(Some(_)), .. })));
+        assert!(matches!(
+            candidate,
+            Inbound::Signal(Signal {
+                body: SignalBody::Candidate(Some(_)),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -325,7 +360,10 @@ mod tests {
             json!({"sessionId": "s-1", "type": "candidate", "from": "c", "candidate": {"candidate": "x"}}),
             json!({"sessionId": "s-1", "type": "candidate", "from": "c", "candidate": 5}),
         ] {
-            assert!(parse_inbound("webrtc:signal", vec![payload.clone()]).is_err(), "{payload}");
+            assert!(
+                parse_inbound("webrtc:signal", vec![payload.clone()]).is_err(),
+                "{payload}"
+            );
         }
     }
 

@@ -74,7 +74,9 @@ pub struct RestClient {
 
 impl std::fmt::Debug for RestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RestClient").field("base", &self.base.as_str()).finish()
+        f.debug_struct("RestClient")
+            .field("base", &self.base.as_str())
+            .finish()
     }
 }
 
@@ -125,7 +127,8 @@ impl RestClient {
             .await
             .map_err(|err| RestError::Transport(err.without_url().to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|err| RestError::BadBody(err.to_string()));
+            return serde_json::from_slice(&body)
+                .map_err(|err| RestError::BadBody(err.to_string()));
         }
         let error: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
             error: String::new(),
@@ -133,10 +136,16 @@ impl RestClient {
             state: None,
         });
         Err(match (status.as_u16(), error.error.as_str()) {
-            (400, _) => RestError::BadRequest { message: error.message },
+            (400, _) => RestError::BadRequest {
+                message: error.message,
+            },
             (401, _) => RestError::Unauthorized,
-            (403, _) => RestError::Forbidden { message: error.message },
-            (404, _) => RestError::NotFound { message: error.message },
+            (403, _) => RestError::Forbidden {
+                message: error.message,
+            },
+            (404, _) => RestError::NotFound {
+                message: error.message,
+            },
             (409, "invalid_state") => RestError::InvalidState {
                 state: error.state.unwrap_or_default(),
             },
@@ -158,7 +167,8 @@ impl RestClient {
 
     /// Who am I ("login").
     pub async fn me(&self) -> Result<DeviceInfo, RestError> {
-        self.call(self.http.get(self.url("api/v1/devices/me")?)).await
+        self.call(self.http.get(self.url("api/v1/devices/me")?))
+            .await
     }
 
     pub async fn accept(&self, session_id: &str) -> Result<SessionInfo, RestError> {

@@ -50,7 +50,10 @@ pub enum MediaError {
 pub enum MediaEvent {
     NegotiationNeeded,
     OfferCreated(Result<WebRTCSessionDescription, String>),
-    LocalCandidate { mline: u32, candidate: String },
+    LocalCandidate {
+        mline: u32,
+        candidate: String,
+    },
     GatheringComplete,
     IceState(WebRTCICEConnectionState),
     RemoteDescriptionSet(Result<(), String>),
@@ -174,13 +177,16 @@ impl MediaSession {
         }
         for turn in &config.ice.turn {
             if !webrtcbin.emit_by_name::<bool>("add-turn-server", &[turn]) {
-                tracing::warn!("webrtcbin refused a TURN server URL (not logged: may hold credentials)");
+                tracing::warn!(
+                    "webrtcbin refused a TURN server URL (not logged: may hold credentials)"
+                );
             }
         }
         if !config.local_addresses.is_empty() {
             let ice = webrtcbin.property::<glib::Object>("ice-agent");
             for address in &config.local_addresses {
-                let added = ice.emit_by_name::<bool>("add-local-ip-address", &[&address.to_string()]);
+                let added =
+                    ice.emit_by_name::<bool>("add-local-ip-address", &[&address.to_string()]);
                 if !added {
                     tracing::warn!(%address, "ICE agent refused a local address");
                 }
@@ -316,8 +322,10 @@ impl MediaSession {
     }
 
     pub fn set_local_description(&self, description: &WebRTCSessionDescription) {
-        self.webrtcbin
-            .emit_by_name::<()>("set-local-description", &[description, &None::<gst::Promise>]);
+        self.webrtcbin.emit_by_name::<()>(
+            "set-local-description",
+            &[description, &None::<gst::Promise>],
+        );
     }
 
     /// Applies the viewer's answer; the outcome arrives as `RemoteDescriptionSet`.
@@ -381,6 +389,9 @@ impl Drop for MediaSession {
 pub fn init_gstreamer() -> Result<(), MediaError> {
     gst::init().map_err(|err| MediaError::Glib(err.to_string()))?;
     glib::ThreadPool::set_max_unused_threads(Some(0));
+    // GLib's default main context lives for the process once created (with
+    // its wakeup eventfd); create it now so no session appears to leak it.
+    let _ = glib::MainContext::default();
     let clock = gst::SystemClock::obtain();
     let id = clock.new_single_shot_id(clock.time());
     // The callback has nothing to do: the wait exists to start the thread.

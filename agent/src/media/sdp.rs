@@ -24,10 +24,10 @@ pub fn mids(sdp: &str) -> Vec<Option<String>> {
     for line in sdp.lines() {
         if line.starts_with("m=") {
             mids.push(None);
-        } else if let Some(mid) = line.strip_prefix("a=mid:") {
-            if let Some(last) = mids.last_mut() {
-                *last = Some(mid.trim().to_owned());
-            }
+        } else if let Some(mid) = line.strip_prefix("a=mid:")
+            && let Some(last) = mids.last_mut()
+        {
+            *last = Some(mid.trim().to_owned());
         }
     }
     mids
@@ -48,12 +48,19 @@ fn percent_encode(text: &str) -> String {
 
 /// Converts W3C-style ICE servers (`stun:host:port`, `turn:host:port?transport=udp`
 /// with username and credential) and configured ones into webrtcbin URLs.
-pub fn ice_urls(servers: &[IceServer], configured_stun: &[String], configured_turn: &[String]) -> IceUrls {
+pub fn ice_urls(
+    servers: &[IceServer],
+    configured_stun: &[String],
+    configured_turn: &[String],
+) -> IceUrls {
     let mut urls = IceUrls::default();
     let mut stun_candidates: Vec<String> = Vec::new();
     for server in servers {
         for url in &server.urls {
-            if let Some(rest) = url.strip_prefix("stun:").or_else(|| url.strip_prefix("stuns:")) {
+            if let Some(rest) = url
+                .strip_prefix("stun:")
+                .or_else(|| url.strip_prefix("stuns:"))
+            {
                 stun_candidates.push(format!("stun://{}", rest.trim_start_matches("//")));
             } else if let Some((scheme, rest)) = url
                 .strip_prefix("turn:")
@@ -100,7 +107,10 @@ mod tests {
     #[test]
     fn mids_by_m_line() {
         assert_eq!(mids(OFFER), [Some("video0".to_string())]);
-        assert_eq!(mids("v=0\r\nm=audio 9 x 0\r\nm=video 9 x 96\r\na=mid:v\r\n"), [None, Some("v".into())]);
+        assert_eq!(
+            mids("v=0\r\nm=audio 9 x 0\r\nm=video 9 x 96\r\na=mid:v\r\n"),
+            [None, Some("v".into())]
+        );
     }
 
     #[test]
@@ -112,7 +122,10 @@ mod tests {
                 credential: None,
             },
             IceServer {
-                urls: vec!["turn:turn.example:3478?transport=udp".into(), "turn:nocreds".into()],
+                urls: vec![
+                    "turn:turn.example:3478?transport=udp".into(),
+                    "turn:nocreds".into(),
+                ],
                 username: Some("u@x".into()),
                 credential: Some("p:w".into()),
             },
@@ -122,7 +135,11 @@ mod tests {
                 credential: None,
             },
         ];
-        let urls = ice_urls(&servers, &["stun:local:1".into()], &["turn://a:b@c:1".into()]);
+        let urls = ice_urls(
+            &servers,
+            &["stun:local:1".into()],
+            &["turn://a:b@c:1".into()],
+        );
         assert_eq!(urls.stun.as_deref(), Some("stun://stun.example:3478"));
         assert_eq!(
             urls.turn,

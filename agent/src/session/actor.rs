@@ -214,7 +214,12 @@ impl Session {
 
     async fn send_signal(&self, body: &SignalBody) {
         let payload = signal_payload(&self.id, body);
-        if let Err(err) = self.ctx.signaling.emit("webrtc:signal", payload, true).await {
+        if let Err(err) = self
+            .ctx
+            .signaling
+            .emit("webrtc:signal", payload, true)
+            .await
+        {
             warn!(session_id = %self.id, error = %err, "signal not sent");
         }
     }
@@ -230,7 +235,9 @@ impl Session {
                 let Some(media) = &self.media else { return };
                 match media.set_remote_answer(&sdp, self.media_tx.clone()) {
                     Ok(()) => self.answer_pending = true,
-                    Err(err) => warn!(session_id = %self.id, error = %err, "unusable answer; dropped"),
+                    Err(err) => {
+                        warn!(session_id = %self.id, error = %err, "unusable answer; dropped")
+                    }
                 }
             }
             SignalBody::Offer { .. } => {

@@ -95,7 +95,9 @@ pub enum Input {
     Accepted,
     /// Accept failed; `server_knows` says whether the server session may
     /// still exist (a transport error) and must be ended over REST.
-    AcceptFailed { server_knows: bool },
+    AcceptFailed {
+        server_knows: bool,
+    },
     OfferSent,
     AnswerApplied,
     IceConnected,
@@ -166,9 +168,12 @@ impl Machine {
             (Accepting, Input::AcceptFailed { server_knows: true }) => {
                 self.end(EndCause::Camera(CameraReason::CameraError))
             }
-            (Accepting, Input::AcceptFailed { server_knows: false }) => {
-                self.end(EndCause::AcceptRefused)
-            }
+            (
+                Accepting,
+                Input::AcceptFailed {
+                    server_knows: false,
+                },
+            ) => self.end(EndCause::AcceptRefused),
             (Negotiating, Input::OfferSent) => {
                 self.phase = AwaitingAnswer;
                 vec![]
@@ -197,7 +202,10 @@ impl Machine {
                 self.end(EndCause::Server(reason.clone()))
             }
             // Ending already: a second cause changes nothing.
-            (Ending(_), Input::ServerEnded(_) | Input::Shutdown | Input::MediaError | Input::IceFailed) => {
+            (
+                Ending(_),
+                Input::ServerEnded(_) | Input::Shutdown | Input::MediaError | Input::IceFailed,
+            ) => {
                 vec![]
             }
             (Ending(cause), Input::TeardownDone) => {
@@ -236,7 +244,10 @@ mod tests {
     #[test]
     fn happy_path_then_server_end() {
         let mut machine = Machine::new();
-        assert_eq!(machine.handle(Input::Accepted).unwrap(), [Action::StartMedia]);
+        assert_eq!(
+            machine.handle(Input::Accepted).unwrap(),
+            [Action::StartMedia]
+        );
         let mut machine = {
             machine.handle(Input::OfferSent).unwrap();
             machine.handle(Input::AnswerApplied).unwrap();

@@ -113,11 +113,28 @@ pub fn encode_engine(packet: &EnginePacket) -> String {
 /// A Socket.IO packet within a namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SocketPacket {
-    Connect { nsp: String, data: Option<Value> },
-    Disconnect { nsp: String },
-    Event { nsp: String, id: Option<u64>, name: String, args: Vec<Value> },
-    Ack { nsp: String, id: u64, args: Vec<Value> },
-    ConnectError { nsp: String, data: Value },
+    Connect {
+        nsp: String,
+        data: Option<Value>,
+    },
+    Disconnect {
+        nsp: String,
+    },
+    Event {
+        nsp: String,
+        id: Option<u64>,
+        name: String,
+        args: Vec<Value>,
+    },
+    Ack {
+        nsp: String,
+        id: u64,
+        args: Vec<Value>,
+    },
+    ConnectError {
+        nsp: String,
+        data: Value,
+    },
 }
 
 pub fn decode_socket(text: &str) -> Result<SocketPacket, CodecError> {
@@ -164,12 +181,18 @@ pub fn decode_socket(text: &str) -> Result<SocketPacket, CodecError> {
     Ok(match kind {
         '0' => SocketPacket::Connect {
             nsp,
-            data: if body.is_empty() { None } else { Some(json(body)?) },
+            data: if body.is_empty() {
+                None
+            } else {
+                Some(json(body)?)
+            },
         },
         '1' => SocketPacket::Disconnect { nsp },
         '2' => {
             let Value::Array(mut items) = json(body)? else {
-                return Err(CodecError::BadPayload("event payload is not an array".into()));
+                return Err(CodecError::BadPayload(
+                    "event payload is not an array".into(),
+                ));
             };
             if items.is_empty() {
                 return Err(CodecError::NoEventName);
@@ -177,7 +200,12 @@ pub fn decode_socket(text: &str) -> Result<SocketPacket, CodecError> {
             let Value::String(name) = items.remove(0) else {
                 return Err(CodecError::NoEventName);
             };
-            SocketPacket::Event { nsp, id, name, args: items }
+            SocketPacket::Event {
+                nsp,
+                id,
+                name,
+                args: items,
+            }
         }
         '3' => {
             let id = id.ok_or_else(|| CodecError::BadPayload("ack without id".into()))?;
@@ -188,7 +216,11 @@ pub fn decode_socket(text: &str) -> Result<SocketPacket, CodecError> {
         }
         '4' => SocketPacket::ConnectError {
             nsp,
-            data: if body.is_empty() { Value::Null } else { json(body)? },
+            data: if body.is_empty() {
+                Value::Null
+            } else {
+                json(body)?
+            },
         },
         _ => unreachable!("kind checked above"),
     })
@@ -211,7 +243,12 @@ pub fn encode_socket(packet: &SocketPacket) -> String {
             out
         }
         SocketPacket::Disconnect { nsp } => prefix('1', nsp),
-        SocketPacket::Event { nsp, id, name, args } => {
+        SocketPacket::Event {
+            nsp,
+            id,
+            name,
+            args,
+        } => {
             let mut out = prefix('2', nsp);
             if let Some(id) = id {
                 out.push_str(&id.to_string());
@@ -250,7 +287,9 @@ mod tests {
             })
         );
         // Round trip through the test-only encoder.
-        let EnginePacket::Open(info) = packet else { unreachable!() };
+        let EnginePacket::Open(info) = packet else {
+            unreachable!()
+        };
         assert_eq!(
             decode_engine(&encode_engine(&EnginePacket::Open(info.clone()))).unwrap(),
             EnginePacket::Open(info)
@@ -260,7 +299,8 @@ mod tests {
     #[test]
     fn open_without_max_payload_uses_the_default() {
         let EnginePacket::Open(info) =
-            decode_engine(r#"0{"sid":"a","upgrades":[],"pingInterval":1,"pingTimeout":2}"#).unwrap()
+            decode_engine(r#"0{"sid":"a","upgrades":[],"pingInterval":1,"pingTimeout":2}"#)
+                .unwrap()
         else {
             panic!()
         };
@@ -272,7 +312,10 @@ mod tests {
         assert_eq!(decode_engine(""), Err(CodecError::Empty));
         assert_eq!(decode_engine("9"), Err(CodecError::UnknownEngineType('9')));
         assert!(matches!(decode_engine("0{}"), Err(CodecError::BadOpen(_))));
-        assert!(matches!(decode_engine("0not json"), Err(CodecError::BadOpen(_))));
+        assert!(matches!(
+            decode_engine("0not json"),
+            Err(CodecError::BadOpen(_))
+        ));
     }
 
     #[test]

@@ -178,9 +178,8 @@ async fn run(
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect_once(
     settings: &SocketSettings,
@@ -202,7 +201,9 @@ async fn connect_once(
         // The token is never echoed: only say that it is unusable.
         Err(_) => return lost("device token contains characters not allowed in a header".into()),
     };
-    request.headers_mut().insert(http::header::AUTHORIZATION, header);
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, header);
     let mut config = tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(16 << 20);
     config.max_frame_size = Some(16 << 20);
@@ -336,7 +337,7 @@ async fn serve(
                 return Some(format!("no ping from the server for {} ms", heartbeat.as_millis()));
             }
             message = outbound.recv() => {
-                let Some(message) = message else { return None };
+                let message = message?;
                 let id = message.want_ack.then(|| {
                     next_ack_id = next_ack_id.wrapping_add(1);
                     pending_acks.insert(next_ack_id, message.name.clone());
@@ -417,7 +418,9 @@ mod tests {
     fn socket_url_follows_the_base_scheme() {
         let base = url::Url::parse("https://cloud.example.com/").unwrap();
         assert_eq!(
-            SocketSettings::socket_url(&base, "/socket.io/").unwrap().as_str(),
+            SocketSettings::socket_url(&base, "/socket.io/")
+                .unwrap()
+                .as_str(),
             "wss://cloud.example.com/socket.io/?EIO=4&transport=websocket"
         );
         let base = url::Url::parse("http://127.0.0.1:8080").unwrap();

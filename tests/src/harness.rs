@@ -1,0 +1,338 @@
+//! Running the real `camera-agent` binary in tests: a scratch directory with
+//! config and token, the child process with its JSON log lines captured,
+//! and the process's fd and thread counts from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+/// Fails unless the test runs in the isolated network namespace that
+/// `tests/run.sh` makes: only `lo` and the `tnet0`/`tnet1` veth pair.
+/// Media must never leave the machine, and libnice never gathers loopback.
+pub fn require_test_netns() {
+    // /proc/self/net follows the process's network namespace; /sys/class/net
+    // would show the namespace that mounted sysfs.
+    let mut interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(|name| name.trim().to_string())
+        .collect();
+    interfaces.sort();
+    assert_eq!(
+        interfaces,
+        ["lo", "tnet0", "tnet1"],
+        "media tests must run inside the test network namespace: use `bash tests/run.sh`"
+    );
+}
+
+/// The address the test namespace gives its hosts.
+pub const TEST_HOST: &str = "10.213.0.1";
+
+/// Locates the agent binary next to the test executable (`target/<profile>`).
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CAMERA_AGENT_BIN") {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("cannot locate target directory from {}", exe.display()))?;
+    let binary = profile_dir.join("camera-agent");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it first (cargo build -p camera-agent)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "camera-agent-{name}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// Writes a token file with mode 0600.
+    pub fn token_file(&self, token: &str) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("device-token");
+        std::fs::write(&path, format!("{token}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(path)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish() % 1_000_000
+}
+
+/// An agent config for tests: the test pattern at the given size.
+pub fn agent_config(
+    url: &str,
+    token_file: &Path,
+    width: u32,
+    height: u32,
+    answer_timeout: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[control_plane]
+url = "{url}"
+token_file = "{}"
+request_timeout = "5s"
+reconnect_max = "2s"
+
+[camera]
+source = "test"
+width = {width}
+height = {height}
+framerate = 30
+
+[session]
+answer_timeout = "{answer_timeout}"
+{extra}
+"#,
+        token_file.display()
+    )
+}
+
+/// The agent process with its log lines.
+pub struct AgentProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    new_line: Arc<Notify>,
+}
+
+impl AgentProcess {
+    pub fn spawn(config: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(agent_binary()?)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("CAMERA_AGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start camera-agent")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let new_line = Arc::new(Notify::new());
+        for stream in [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            let new_line = new_line.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if std::env::var_os("CAMERA_AGENT_TEST_ECHO").is_some() {
+                        eprintln!("agent: {line}");
+                    }
+                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                    new_line.notify_waiters();
+                }
+            });
+        }
+        Ok(Self {
+            child,
+            lines,
+            new_line,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Every line so far.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Log lines parsed as JSON (non-JSON lines are skipped).
+    pub fn records(&self) -> Vec<Value> {
+        self.output()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits for a JSON log record for which `matches` holds.
+    pub async fn wait_record(
+        &self,
+        limit: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.new_line.notified();
+            if let Some(record) = self.records().into_iter().find(|record| matches(record)) {
+                return Ok(record);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self
+                    .records()
+                    .into_iter()
+                    .find(|record| matches(record))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no matching agent log line within {limit:?}; log:\n{}",
+                            self.output().join("\n")
+                        )
+                    });
+            }
+        }
+    }
+
+    /// Waits for a record with this `message` (and session id, if given).
+    pub async fn wait_message(
+        &self,
+        message: &str,
+        session_id: Option<&str>,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
+        self.wait_record(limit, |record| {
+            record["message"] == message && session_id.is_none_or(|id| record["session_id"] == id)
+        })
+        .await
+    }
+
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let pid = self.pid() as i32;
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        let rc = unsafe { libc_kill(pid, signal) };
+        if rc != 0 {
+            bail!("kill failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit; its status code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .context("agent did not exit in time")??;
+        Ok(status.code())
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+/// Open fds and threads of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcCounts {
+    pub fds: usize,
+    pub threads: usize,
+}
+
+pub fn proc_counts(pid: u32) -> anyhow::Result<ProcCounts> {
+    let count = |dir: String| -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(&dir)
+            .with_context(|| dir.clone())?
+            .count())
+    };
+    Ok(ProcCounts {
+        fds: count(format!("/proc/{pid}/fd"))?,
+        threads: count(format!("/proc/{pid}/task"))?,
+    })
+}
+
+/// Resident set size in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS"))
+}
+
+/// Polls until the process's counts equal `idle`, returning how long it took;
+/// an error (with the last counts) if they do not within `limit`.
+pub async fn wait_counts(pid: u32, idle: ProcCounts, limit: Duration) -> anyhow::Result<Duration> {
+    let start = tokio::time::Instant::now();
+    loop {
+        let now = proc_counts(pid)?;
+        if now == idle {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "process did not return to idle {idle:?} within {limit:?}: now {now:?}; fds: {}",
+                fd_targets(pid).join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Where each open fd of a process points, for failure messages.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok())
+                .map(|entry| {
+                    let target = std::fs::read_link(entry.path())
+                        .map(|target| target.display().to_string())
+                        .unwrap_or_default();
+                    format!("{}->{target}", entry.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    targets
+}

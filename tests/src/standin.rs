@@ -1,0 +1,722 @@
+//! A stand-in control plane that follows `control-plane-v1.md` to the letter:
+//! REST routes on axum and a real Socket.IO server (socketioxide, an
+//! implementation independent of the agent's client), on 127.0.0.1:0 or any
+//! address the test picks.
+//!
+//! It is strict where the contract is strict: bearer tokens on every call
+//! and on the socket (header and auth payload), role and party checks,
+//! forward-only session states, signals relayed only while `streaming` and
+//! only between the two parties, with `from` added. Tests read what happened
+//! through [`StandIn::session`] and [`StandIn::wait_for`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Data, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Camera,
+    Client,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Camera => "camera",
+            Role::Client => "client",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub role: Role,
+    pub token: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Requested,
+    Streaming,
+    Ended,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Requested => "requested",
+            SessionState::Streaming => "streaming",
+            SessionState::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub camera_id: String,
+    pub client_id: String,
+    pub state: SessionState,
+    pub end_reason: Option<String>,
+    pub ended_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StandInConfig {
+    pub devices: Vec<Device>,
+    /// (client id, camera id) pairs that may stream.
+    pub links: Vec<(String, String)>,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// ICE servers put into `stream:requested`.
+    pub ice_servers: Vec<Value>,
+}
+
+impl StandInConfig {
+    /// One camera and one linked client.
+    pub fn pair(camera: (&str, &str), client: (&str, &str)) -> Self {
+        Self {
+            devices: vec![
+                Device {
+                    id: camera.0.into(),
+                    role: Role::Camera,
+                    token: camera.1.into(),
+                    name: "Test camera".into(),
+                },
+                Device {
+                    id: client.0.into(),
+                    role: Role::Client,
+                    token: client.1.into(),
+                    name: "Test viewer".into(),
+                },
+            ],
+            links: vec![(client.0.into(), camera.0.into())],
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct World {
+    sessions: HashMap<String, Session>,
+    next_session: u64,
+    /// socket id -> device id
+    sockets: HashMap<String, String>,
+    /// Signals relayed and dropped, for assertions.
+    relayed: u64,
+    dropped: u64,
+    socket_auth_failures: u64,
+    rest_auth_failures: u64,
+}
+
+struct Shared {
+    config: StandInConfig,
+    world: Mutex<World>,
+    changed: Notify,
+    io: SocketIo,
+}
+
+impl Shared {
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A poisoned lock only means a handler panicked; the data is still
+        // the best record of what happened.
+        self.world
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn device_by_token(&self, token: &str) -> Option<Device> {
+        self.config
+            .devices
+            .iter()
+            .find(|device| device.token == token)
+            .cloned()
+    }
+
+    fn online(&self, device_id: &str) -> bool {
+        self.world().sockets.values().any(|id| id == device_id)
+    }
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    ApiError {
+        status,
+        code: code.into(),
+        message: message.into(),
+    }
+    .into_response()
+}
+
+/// An error body of the contract, small enough to return by value.
+struct ApiError {
+    status: StatusCode,
+    code: Box<str>,
+    message: Box<str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": &*self.code, "message": &*self.message})),
+        )
+            .into_response()
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+impl StandIn {
+    /// Starts serving on `bind` (use port 0 for any free port).
+    pub async fn start(bind: SocketAddr, config: StandInConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        Self::serve(listener, config)
+    }
+
+    /// Serves on an existing listener (to restart on the same port).
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        config: StandInConfig,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (layer, io) = SocketIo::builder()
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            .build_layer();
+        let shared = Arc::new(Shared {
+            config,
+            world: Mutex::new(World::default()),
+            changed: Notify::new(),
+            io: io.clone(),
+        });
+        install_socket_handlers(&io, shared.clone());
+        let app = axum::Router::new()
+            .route("/api/v1/devices/me", get(me))
+            .route("/api/v1/streams", post(create_stream))
+            .route("/api/v1/streams/{id}/accept", post(accept_stream))
+            .route("/api/v1/streams/{id}/end", post(end_stream))
+            .route("/api/v1/streams/{id}", get(get_stream))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+            .with_state(shared.clone())
+            .layer(layer);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            cancel,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn session(&self, id: &str) -> Option<Session> {
+        self.shared.world().sessions.get(id).cloned()
+    }
+
+    pub fn sessions(&self) -> Vec<Session> {
+        self.shared.world().sessions.values().cloned().collect()
+    }
+
+    pub fn online(&self, device_id: &str) -> bool {
+        self.shared.online(device_id)
+    }
+
+    /// (relayed, dropped) signal counts.
+    pub fn signal_counts(&self) -> (u64, u64) {
+        let world = self.shared.world();
+        (world.relayed, world.dropped)
+    }
+
+    /// (socket, REST) authentication failures seen.
+    pub fn auth_failures(&self) -> (u64, u64) {
+        let world = self.shared.world();
+        (world.socket_auth_failures, world.rest_auth_failures)
+    }
+
+    /// Emits a raw event to a device, bypassing every check: for tests that
+    /// play a hostile or buggy server.
+    pub async fn emit_raw(&self, device_id: &str, event: &str, payload: &Value) {
+        let _ = self
+            .shared
+            .io
+            .to(device_id.to_string())
+            .emit(event, payload)
+            .await;
+    }
+
+    /// Drops a device's socket server-side.
+    pub fn disconnect(&self, device_id: &str) {
+        for socket in self.shared.io.to(device_id.to_string()).sockets() {
+            let _ = socket.disconnect();
+        }
+    }
+
+    /// Waits until `check` holds, re-checking on every change; false on timeout.
+    pub async fn wait_for(&self, timeout: Duration, check: impl Fn(&StandIn) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.changed.notified();
+            if check(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return check(self);
+            }
+        }
+    }
+
+    /// Stops serving and closes every socket.
+    pub async fn stop(self) {
+        self.shared.io.clone().close().await;
+        self.cancel.cancel();
+        let _ = self.server.await;
+    }
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Device, ApiError> {
+    match bearer(headers).and_then(|token| shared.device_by_token(token)) {
+        Some(device) => Ok(device),
+        None => {
+            shared.world().rest_auth_failures += 1;
+            shared.changed.notify_waiters();
+            Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized".into(),
+                message: "missing, unknown or revoked token".into(),
+            })
+        }
+    }
+}
+
+/// Parses an optional JSON object body strictly.
+fn json_body(body: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if body.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request".into(),
+            message: "body must be a JSON object".into(),
+        }),
+    }
+}
+
+fn session_view(session: &Session) -> Value {
+    json!({
+        "sessionId": session.id,
+        "state": session.state.as_str(),
+        "cameraId": session.camera_id,
+        "clientId": session.client_id,
+    })
+}
+
+async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match authenticate(&shared, &headers) {
+        Ok(device) => {
+            Json(json!({"id": device.id, "role": device.role.as_str(), "name": device.name}))
+                .into_response()
+        }
+        Err(response) => response.into_response(),
+    }
+}
+
+async fn create_stream(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let device = match authenticate(&shared, &headers) {
+        Ok(device) => device,
+        Err(response) => return response.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response.into_response(),
+    };
+    let Some(camera_id) = body
+        .get("cameraId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "cameraId is required",
+        );
+    };
+    if device.role != Role::Client {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only clients request streams",
+        );
+    }
+    let linked = shared
+        .config
+        .links
+        .iter()
+        .any(|(client, camera)| *client == device.id && *camera == camera_id);
+    if !linked {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "camera not linked to this client",
+        );
+    }
+    if !shared.online(&camera_id) {
+        return error(
+            StatusCode::CONFLICT,
+            "camera_offline",
+            "camera has no live socket",
+        );
+    }
+    let session = {
+        let mut world = shared.world();
+        world.next_session += 1;
+        let session = Session {
+            id: format!("s-{}", world.next_session),
+            camera_id: camera_id.clone(),
+            client_id: device.id.clone(),
+            state: SessionState::Requested,
+            end_reason: None,
+            ended_by: None,
+        };
+        world.sessions.insert(session.id.clone(), session.clone());
+        session
+    };
+    shared.changed.notify_waiters();
+    let mut event = json!({
+        "sessionId": session.id,
+        "cameraId": session.camera_id,
+        "clientId": session.client_id,
+        "requestedAt": humantime_now(),
+    });
+    if !shared.config.ice_servers.is_empty() {
+        event["iceServers"] = Value::Array(shared.config.ice_servers.clone());
+    }
+    let _ = shared
+        .io
+        .to(camera_id)
+        .emit("stream:requested", &event)
+        .await;
+    (StatusCode::CREATED, Json(session_view(&session))).into_response()
+}
+
+fn humantime_now() -> String {
+    // RFC 3339 in UTC without pulling in a date crate.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let days = now.div_euclid(86_400);
+    let secs = now.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+async fn accept_stream(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let device = match authenticate(&shared, &headers) {
+        Ok(device) => device,
+        Err(response) => return response.into_response(),
+    };
+    if let Err(response) = json_body(&body) {
+        return response.into_response();
+    }
+    let session = {
+        let mut world = shared.world();
+        let Some(session) = world.sessions.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "not_found", "unknown session");
+        };
+        if device.role != Role::Camera || session.camera_id != device.id {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "not this session's camera",
+            );
+        }
+        if session.state != SessionState::Requested {
+            return (
+                StatusCode::CONFLICT,
+                Json(
+                    json!({"error": "invalid_state", "message": "session is not requested",
+                    "state": session.state.as_str()}),
+                ),
+            )
+                .into_response();
+        }
+        session.state = SessionState::Streaming;
+        session.clone()
+    };
+    shared.changed.notify_waiters();
+    let started = json!({"sessionId": session.id, "cameraId": session.camera_id, "clientId": session.client_id});
+    let _ = shared
+        .io
+        .to(vec![session.camera_id.clone(), session.client_id.clone()])
+        .emit("stream:started", &started)
+        .await;
+    Json(json!({"sessionId": session.id, "state": "streaming"})).into_response()
+}
+
+async fn end_stream(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let device = match authenticate(&shared, &headers) {
+        Ok(device) => device,
+        Err(response) => return response.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response.into_response(),
+    };
+    let reason = match body.get("reason") {
+        None => "ended".to_string(),
+        Some(Value::String(reason)) if !reason.is_empty() && reason.len() <= 64 => reason.clone(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "reason must be a short string",
+            );
+        }
+    };
+    end_session(&shared, &id, &device.id, &reason).await
+}
+
+async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Response {
+    let session = {
+        let mut world = shared.world();
+        let Some(session) = world.sessions.get_mut(id) else {
+            return error(StatusCode::NOT_FOUND, "not_found", "unknown session");
+        };
+        if session.camera_id != by && session.client_id != by {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "not a party of this session",
+            );
+        }
+        if session.state == SessionState::Ended {
+            return Json(json!({"sessionId": id, "state": "ended"})).into_response();
+        }
+        session.state = SessionState::Ended;
+        session.end_reason = Some(reason.to_string());
+        session.ended_by = Some(by.to_string());
+        session.clone()
+    };
+    shared.changed.notify_waiters();
+    let ended = json!({"sessionId": session.id, "reason": reason, "endedBy": by});
+    let _ = shared
+        .io
+        .to(vec![session.camera_id.clone(), session.client_id.clone()])
+        .emit("stream:ended", &ended)
+        .await;
+    Json(json!({"sessionId": id, "state": "ended"})).into_response()
+}
+
+async fn get_stream(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let device = match authenticate(&shared, &headers) {
+        Ok(device) => device,
+        Err(response) => return response.into_response(),
+    };
+    let world = shared.world();
+    match world.sessions.get(&id) {
+        None => error(StatusCode::NOT_FOUND, "not_found", "unknown session"),
+        Some(session) if session.camera_id != device.id && session.client_id != device.id => error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "not a party of this session",
+        ),
+        Some(session) => Json(session_view(session)).into_response(),
+    }
+}
+
+#[derive(Debug)]
+struct Unauthorized;
+
+impl std::fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unauthorized")
+    }
+}
+
+fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
+    let auth_shared = shared.clone();
+    // Both the upgrade's Authorization header and the CONNECT auth payload
+    // must carry the same valid token.
+    let middleware = move |socket: SocketRef, TryData(auth): TryData<Value>| {
+        let shared = auth_shared.clone();
+        async move {
+            let header = bearer(&socket.req_parts().headers).map(str::to_owned);
+            let payload = auth
+                .ok()
+                .and_then(|auth| auth.get("token").and_then(Value::as_str).map(str::to_owned));
+            let device = match (header, payload) {
+                (Some(header), Some(payload)) if header == payload => {
+                    shared.device_by_token(&header)
+                }
+                _ => None,
+            };
+            match device {
+                Some(device) => {
+                    socket.join(device.id.clone());
+                    shared
+                        .world()
+                        .sockets
+                        .insert(socket.id.to_string(), device.id);
+                    shared.changed.notify_waiters();
+                    Ok(())
+                }
+                None => {
+                    shared.world().socket_auth_failures += 1;
+                    shared.changed.notify_waiters();
+                    Err(Unauthorized)
+                }
+            }
+        }
+    };
+    let on_connect = move |socket: SocketRef| {
+        let shared = shared.clone();
+        async move {
+            let disconnect_shared = shared.clone();
+            socket.on_disconnect(move |socket: SocketRef| {
+                let shared = disconnect_shared.clone();
+                async move {
+                    shared.world().sockets.remove(&socket.id.to_string());
+                    shared.changed.notify_waiters();
+                }
+            });
+            socket.on(
+                "webrtc:signal",
+                move |socket: SocketRef, Data(signal): Data<Value>, ack: AckSender| {
+                    let shared = shared.clone();
+                    async move { relay_signal(&shared, &socket, signal, ack).await }
+                },
+            );
+        }
+    };
+    io.ns("/", on_connect.with(middleware));
+}
+
+async fn relay_signal(shared: &Shared, socket: &SocketRef, mut signal: Value, ack: AckSender) {
+    let sender = shared.world().sockets.get(&socket.id.to_string()).cloned();
+    let target = (|| {
+        let sender = sender?;
+        let object = signal.as_object()?;
+        let session_id = object.get("sessionId")?.as_str()?;
+        let kind = object.get("type")?.as_str()?;
+        if !matches!(kind, "offer" | "answer" | "candidate") {
+            return None;
+        }
+        let world = shared.world();
+        let session = world.sessions.get(session_id)?;
+        if session.state != SessionState::Streaming {
+            return None;
+        }
+        let to = if sender == session.camera_id {
+            session.client_id.clone()
+        } else if sender == session.client_id {
+            session.camera_id.clone()
+        } else {
+            return None;
+        };
+        Some((sender, to))
+    })();
+    match target {
+        Some((from, to)) => {
+            signal["from"] = Value::String(from);
+            shared.world().relayed += 1;
+            let _ = shared.io.to(to).emit("webrtc:signal", &signal).await;
+            let _ = ack.send(&json!({"ok": true}));
+        }
+        None => {
+            shared.world().dropped += 1;
+            let _ = ack.send(&json!({"ok": false, "error": "not_relayed"}));
+        }
+    }
+    shared.changed.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_now_is_well_formed() {
+        let now = humantime_now();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.ends_with('Z'));
+        assert!(now.starts_with("20"), "{now}");
+    }
+}

@@ -1,0 +1,419 @@
+//! A WebRTC viewer playing the contract's client role: it requests a stream
+//! over REST, answers the camera's offer with its own GStreamer `webrtcbin`,
+//! decodes the H.264 it receives and counts the frames.
+//!
+//! Its Socket.IO side reuses the agent's client (the server side is
+//! socketioxide, so both directions cross an independent implementation).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use gst::prelude::*;
+use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use camera_agent::config::Secret;
+use camera_agent::control_plane::socketio::connection::{
+    self, SignalingEvent, SignalingHandle, SocketSettings,
+};
+
+/// What the viewer saw of one session.
+#[derive(Debug, Clone, Default)]
+pub struct FrameStats {
+    pub frames: u64,
+    pub width: u32,
+    pub height: u32,
+    /// From the `POST /streams` to the first decoded frame.
+    pub first_frame: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchReport {
+    pub session_id: String,
+    pub stats: FrameStats,
+}
+
+enum Internal {
+    Answer(Result<WebRTCSessionDescription, String>),
+    Candidate { mline: u32, candidate: String },
+    GatheringComplete,
+    RemoteSet(Result<(), String>),
+}
+
+pub struct Viewer {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    signaling: SignalingHandle,
+    events: mpsc::Receiver<SignalingEvent>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Viewer {
+    /// Connects the viewer's signaling socket and waits until it is in.
+    pub async fn connect(base: &str, token: &str) -> anyhow::Result<Self> {
+        gst::init()?;
+        let base_url = url::Url::parse(base)?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (events_tx, mut events) = mpsc::channel(256);
+        let signaling = connection::spawn(
+            SocketSettings {
+                url: SocketSettings::socket_url(&base_url, "/socket.io/")
+                    .map_err(|err| anyhow!(err))?,
+                namespace: "/".into(),
+                token: Secret::new(token.into()),
+                connect_timeout: Duration::from_secs(5),
+                reconnect_max: Duration::from_secs(2),
+                auth_reconnect_max: Duration::from_secs(5),
+            },
+            events_tx,
+            cancel.clone(),
+            &tracker,
+        );
+        let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = events.recv().await {
+                match event {
+                    SignalingEvent::Connected { .. } => return Ok(()),
+                    SignalingEvent::AuthRejected => bail!("viewer token refused"),
+                    _ => {}
+                }
+            }
+            bail!("signaling task ended")
+        })
+        .await
+        .context("viewer signaling did not connect in 10 s")?;
+        connected?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.into(),
+            http: reqwest::Client::new(),
+            signaling,
+            events,
+            cancel,
+            tracker,
+        })
+    }
+
+    /// `POST /api/v1/streams`; returns the session id.
+    pub async fn request(&self, camera_id: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/streams", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "cameraId": camera_id }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if status.as_u16() != 201 {
+            bail!("POST /streams answered {status}: {body}");
+        }
+        body["sessionId"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no sessionId in {body}"))
+    }
+
+    /// `POST /api/v1/streams/{id}/end`.
+    pub async fn end(&self, session_id: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/streams/{session_id}/end", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "reason": "hangup" }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("end answered {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// Requests a stream and plays it until `frames` frames are decoded.
+    pub async fn watch(
+        &mut self,
+        camera_id: &str,
+        frames: u64,
+        limit: Duration,
+    ) -> anyhow::Result<WatchReport> {
+        let requested_at = Instant::now();
+        let session_id = self.request(camera_id).await?;
+        let stats = self
+            .play(&session_id, requested_at, Some(frames), limit)
+            .await
+            .with_context(|| format!("session {session_id}"))?;
+        Ok(WatchReport { session_id, stats })
+    }
+
+    /// Waits for an event named `name` for this session; others are skipped.
+    pub async fn wait_event(
+        &mut self,
+        name: &str,
+        session_id: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .with_context(|| format!("no {name} within {limit:?}"))?
+                .ok_or_else(|| anyhow!("signaling closed"))?;
+            if let SignalingEvent::Event { name: got, args } = event
+                && got == name
+                && args.first().and_then(|arg| arg["sessionId"].as_str()) == Some(session_id)
+            {
+                return Ok(args.into_iter().next().unwrap_or(Value::Null));
+            }
+        }
+    }
+
+    /// Answers the offer of `session_id` and decodes until `frames` frames
+    /// (or, with `None`, until `limit` runs out).
+    pub async fn play(
+        &mut self,
+        session_id: &str,
+        requested_at: Instant,
+        frames: Option<u64>,
+        limit: Duration,
+    ) -> anyhow::Result<FrameStats> {
+        let deadline = requested_at + limit;
+        let (stats_tx, mut stats_rx) = watch::channel(FrameStats::default());
+        let stats_tx = Arc::new(stats_tx);
+        let (internal_tx, mut internal_rx) = mpsc::channel::<Internal>(256);
+        let pipeline = gst::Pipeline::new();
+        let webrtcbin = gst::ElementFactory::make("webrtcbin")
+            .property_from_str("bundle-policy", "max-bundle")
+            .build()?;
+        pipeline.add(&webrtcbin)?;
+        let mids: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        connect_viewer_signals(
+            &pipeline,
+            &webrtcbin,
+            &internal_tx,
+            stats_tx.clone(),
+            requested_at,
+        );
+        pipeline.set_state(gst::State::Playing)?;
+        let guard = PipelineGuard(pipeline.clone());
+
+        let mut answered = false;
+        let mut pending_remote: Vec<Value> = Vec::new();
+        let result = loop {
+            if let Some(wanted) = frames
+                && stats_rx.borrow().frames >= wanted
+            {
+                break Ok(stats_rx.borrow().clone());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    if frames.is_none() {
+                        break Ok(stats_rx.borrow().clone());
+                    }
+                    break Err(anyhow!("only {} frames before the deadline", stats_rx.borrow().frames));
+                }
+                changed = stats_rx.changed() => { changed?; }
+                event = self.events.recv() => {
+                    let Some(event) = event else { break Err(anyhow!("signaling closed")) };
+                    let SignalingEvent::Event { name, args } = event else { continue };
+                    let Some(payload) = args.into_iter().next() else { continue };
+                    if payload["sessionId"].as_str() != Some(session_id) {
+                        continue;
+                    }
+                    match name.as_str() {
+                        "stream:ended" => break Err(anyhow!("stream ended early: {payload}")),
+                        "webrtc:signal" => match payload["type"].as_str() {
+                            Some("offer") => {
+                                let sdp = payload["sdp"].as_str().unwrap_or_default();
+                                *mids.lock().unwrap_or_else(|p| p.into_inner()) = camera_agent::media::sdp::mids(sdp);
+                                let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())?;
+                                let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, message);
+                                let tx = internal_tx.clone();
+                                let promise = gst::Promise::with_change_func(move |reply| {
+                                    let result = match reply {
+                                        Ok(Some(reply)) if reply.has_field("error") => Err(reply.to_string()),
+                                        Ok(_) => Ok(()),
+                                        Err(err) => Err(format!("{err:?}")),
+                                    };
+                                    let _ = tx.try_send(Internal::RemoteSet(result));
+                                });
+                                webrtcbin.emit_by_name::<()>("set-remote-description", &[&offer, &promise]);
+                            }
+                            Some("candidate") => {
+                                if answered {
+                                    add_candidate(&webrtcbin, &payload["candidate"]);
+                                } else {
+                                    pending_remote.push(payload["candidate"].clone());
+                                }
+                            }
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                }
+                internal = internal_rx.recv() => match internal {
+                    Some(Internal::RemoteSet(Ok(()))) => {
+                        let tx = internal_tx.clone();
+                        let promise = gst::Promise::with_change_func(move |reply| {
+                            let answer = match reply {
+                                Ok(Some(reply)) => reply
+                                    .get::<WebRTCSessionDescription>("answer")
+                                    .map_err(|_| reply.to_string()),
+                                other => Err(format!("{other:?}")),
+                            };
+                            let _ = tx.try_send(Internal::Answer(answer));
+                        });
+                        webrtcbin.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
+                    }
+                    Some(Internal::RemoteSet(Err(err))) => break Err(anyhow!("offer rejected: {err}")),
+                    Some(Internal::Answer(Ok(answer))) => {
+                        webrtcbin.emit_by_name::<()>("set-local-description", &[&answer, &None::<gst::Promise>]);
+                        let sdp = answer.sdp().as_text()?;
+                        self.signaling
+                            .emit("webrtc:signal", json!({"sessionId": session_id, "type": "answer", "sdp": sdp}), true)
+                            .await?;
+                        answered = true;
+                        for candidate in pending_remote.drain(..) {
+                            add_candidate(&webrtcbin, &candidate);
+                        }
+                    }
+                    Some(Internal::Answer(Err(err))) => break Err(anyhow!("create-answer failed: {err}")),
+                    Some(Internal::Candidate { mline, candidate }) => {
+                        let mid = mids.lock().unwrap_or_else(|p| p.into_inner()).get(mline as usize).cloned().flatten();
+                        self.signaling
+                            .emit(
+                                "webrtc:signal",
+                                json!({"sessionId": session_id, "type": "candidate",
+                                    "candidate": {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": mline}}),
+                                true,
+                            )
+                            .await?;
+                    }
+                    Some(Internal::GatheringComplete) => {
+                        self.signaling
+                            .emit("webrtc:signal", json!({"sessionId": session_id, "type": "candidate", "candidate": null}), true)
+                            .await?;
+                    }
+                    None => break Err(anyhow!("internal channel closed")),
+                },
+            }
+        };
+        drop(guard);
+        result
+    }
+
+    pub async fn close(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn add_candidate(webrtcbin: &gst::Element, candidate: &Value) {
+    if candidate.is_null() {
+        webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&0u32, &None::<&str>]);
+        return;
+    }
+    let mline = candidate["sdpMLineIndex"].as_u64().unwrap_or(0) as u32;
+    if let Some(text) = candidate["candidate"].as_str() {
+        webrtcbin.emit_by_name::<()>("add-ice-candidate", &[&mline, &text]);
+    }
+}
+
+/// Sets the viewer's pipeline to NULL however `play` ends.
+struct PipelineGuard(gst::Pipeline);
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn connect_viewer_signals(
+    pipeline: &gst::Pipeline,
+    webrtcbin: &gst::Element,
+    internal: &mpsc::Sender<Internal>,
+    stats: Arc<watch::Sender<FrameStats>>,
+    requested_at: Instant,
+) {
+    let tx = internal.clone();
+    webrtcbin.connect("on-ice-candidate", false, move |values| {
+        let mline = values.get(1).and_then(|value| value.get::<u32>().ok());
+        let candidate = values.get(2).and_then(|value| value.get::<String>().ok());
+        if let (Some(mline), Some(candidate)) = (mline, candidate) {
+            let _ = tx.try_send(Internal::Candidate { mline, candidate });
+        }
+        None
+    });
+    let tx = internal.clone();
+    webrtcbin.connect_notify(Some("ice-gathering-state"), move |element, _| {
+        let state = element.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+        if state == gst_webrtc::WebRTCICEGatheringState::Complete {
+            let _ = tx.try_send(Internal::GatheringComplete);
+        }
+    });
+    let pipeline_weak = pipeline.downgrade();
+    webrtcbin.connect_pad_added(move |_, pad| {
+        if pad.direction() != gst::PadDirection::Src {
+            return;
+        }
+        let Some(pipeline) = pipeline_weak.upgrade() else {
+            return;
+        };
+        let stats = stats.clone();
+        if let Err(err) = attach_decoder(&pipeline, pad, stats, requested_at) {
+            eprintln!("viewer: cannot attach decoder: {err:#}");
+        }
+    });
+}
+
+fn attach_decoder(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    stats: Arc<watch::Sender<FrameStats>>,
+    requested_at: Instant,
+) -> anyhow::Result<()> {
+    let depay = gst::ElementFactory::make("rtph264depay").build()?;
+    let parse = gst::ElementFactory::make("h264parse").build()?;
+    let decode = gst::ElementFactory::make("avdec_h264").build()?;
+    let convert = gst::ElementFactory::make("videoconvert").build()?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    let elements = [&depay, &parse, &decode, &convert, sink.upcast_ref()];
+    pipeline.add_many(elements)?;
+    gst::Element::link_many(elements)?;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let info = sample
+                    .caps()
+                    .and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok());
+                stats.send_modify(|stats| {
+                    stats.frames += 1;
+                    if let Some(info) = &info {
+                        stats.width = info.width();
+                        stats.height = info.height();
+                    }
+                    if stats.first_frame.is_none() {
+                        stats.first_frame = Some(requested_at.elapsed());
+                    }
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    for element in elements {
+        element.sync_state_with_parent()?;
+    }
+    let sink_pad = depay
+        .static_pad("sink")
+        .ok_or_else(|| anyhow!("depay has no sink pad"))?;
+    pad.link(&sink_pad)?;
+    Ok(())
+}
