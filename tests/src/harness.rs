@@ -42,19 +42,22 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("CAMERA_AGENT_BIN") {
         return Ok(path.into());
     }
+    // Test executables live in target/<profile>/deps, binaries one level up.
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot locate target directory from {}", exe.display()))?;
-    let binary = profile_dir.join("camera-agent");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build it first (cargo build -p camera-agent)",
-            binary.display()
-        );
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("camera-agent"));
+    for binary in candidates {
+        if binary.is_file() {
+            return Ok(binary);
+        }
     }
-    Ok(binary)
+    bail!(
+        "camera-agent binary not found near {}: build it first (cargo build -p camera-agent)",
+        exe.display()
+    )
 }
 
 /// A scratch directory removed on drop.

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages camera-agent builds and tests with on Debian 12
+# (GStreamer 1.22 with the WebRTC, x264, OpenH264 and libav plugins), the Rust
+# components CI checks with, and the Python packages of the independent
+# aiortc viewer. Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+apt-get update
+apt-get install -y --no-install-recommends \
+  build-essential pkg-config ca-certificates iproute2 util-linux \
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
+  python3 python3-pip
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+
+# Debian's pip refuses system-wide installs (PEP 668) unless told; the
+# machine's own python3 may be a pyenv one without that guard.
+pip_flags=()
+if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+  pip_flags+=(--break-system-packages)
+fi
+python3 -m pip install --quiet --root-user-action=ignore "${pip_flags[@]}" \
+  -r "$(dirname "$0")/../tests/requirements.txt"
