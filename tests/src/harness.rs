@@ -147,7 +147,10 @@ impl AgentProcess {
         let mut child = Command::new(agent_binary()?)
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
-            .env("CAMERA_AGENT_LOG", "info")
+            .env(
+                "CAMERA_AGENT_LOG",
+                std::env::var("CAMERA_AGENT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -57,6 +57,8 @@ pub enum MediaEvent {
     GatheringComplete,
     IceState(WebRTCICEConnectionState),
     RemoteDescriptionSet(Result<(), String>),
+    /// DTLS is up: SRTP can flow, so the viewer needs a keyframe now.
+    DtlsConnected,
     /// The first RTP packet went out after ICE connected.
     FirstMedia,
     Error(String),
@@ -75,6 +77,8 @@ pub struct MediaConfig {
 pub struct MediaSession {
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
+    /// Where keyframe requests go in.
+    encoder_src: Option<gst::Pad>,
     /// Streaming threads of this session only, so teardown can join them.
     pool: gst::TaskPool,
     stopped: bool,
@@ -129,9 +133,10 @@ impl MediaSession {
         let pool = gst::TaskPool::new();
         pool.prepare()
             .map_err(|err| MediaError::Glib(err.to_string()))?;
-        let session = Self {
+        let mut session = Self {
             pipeline: pipeline.clone(),
             webrtcbin: make("webrtcbin")?,
+            encoder_src: None,
             pool: pool.clone(),
             stopped: false,
         };
@@ -170,6 +175,14 @@ impl MediaSession {
             };
             chain.push(element);
         }
+        session.encoder_src = chain
+            .iter()
+            .find(|element| {
+                element
+                    .factory()
+                    .is_some_and(|factory| factory.name() == plan.encoder.factory())
+            })
+            .and_then(|encoder| encoder.static_pad("src"));
         let webrtcbin = &session.webrtcbin;
         set_str_property(webrtcbin, "bundle-policy", "max-bundle")?;
         if let Some(stun) = &config.ice.stun {
@@ -353,6 +366,50 @@ impl MediaSession {
         Ok(())
     }
 
+    /// Reports `DtlsConnected` once the DTLS transport of the (bundled)
+    /// m-line is up. Call after the remote description is applied.
+    pub fn watch_dtls(&self, events: mpsc::Sender<MediaEvent>) {
+        let transceiver = self
+            .webrtcbin
+            .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32]);
+        let transport = transceiver
+            .and_then(|transceiver| {
+                transceiver.property::<Option<gst_webrtc::WebRTCRTPSender>>("sender")
+            })
+            .and_then(|sender| {
+                sender.property::<Option<gst_webrtc::WebRTCDTLSTransport>>("transport")
+            });
+        let Some(transport) = transport else {
+            tracing::warn!(
+                "no DTLS transport to watch; the first keyframe waits for the viewer's PLI"
+            );
+            return;
+        };
+        let notified = Arc::new(AtomicBool::new(false));
+        let check = move |transport: &gst_webrtc::WebRTCDTLSTransport| {
+            let state = transport.property::<gst_webrtc::WebRTCDTLSTransportState>("state");
+            if state == gst_webrtc::WebRTCDTLSTransportState::Connected
+                && !notified.swap(true, Ordering::AcqRel)
+            {
+                forward(&events, MediaEvent::DtlsConnected);
+            }
+        };
+        check(&transport);
+        transport.connect_notify(Some("state"), move |transport, _| check(transport));
+    }
+
+    /// Asks the encoder for a keyframe with SPS/PPS, as a viewer's PLI would.
+    pub fn request_keyframe(&self) {
+        if let Some(pad) = &self.encoder_src {
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            if !pad.send_event(event) {
+                tracing::debug!("encoder did not take the keyframe request");
+            }
+        }
+    }
+
     /// Adds a remote candidate; `None` is the end-of-candidates marker.
     pub fn add_remote_candidate(&self, mline: u32, candidate: Option<&str>) {
         self.webrtcbin
@@ -402,6 +459,9 @@ pub fn init_gstreamer() -> Result<(), MediaError> {
 /// Loads the plugins a session uses, so the first viewer does not pay for
 /// it, and fails early when one is missing.
 pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), MediaError> {
+    // The first DTLS element of a process makes GStreamer's fallback RSA
+    // certificate (about 100 ms here, far more on a Pi); pay that now.
+    drop(make("dtlssrtpdec")?);
     let webrtc = [
         "webrtcbin",
         "capsfilter",

@@ -282,6 +282,7 @@ impl Session {
     async fn on_media(&mut self, event: MediaEvent) {
         match event {
             MediaEvent::NegotiationNeeded => {
+                debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "negotiation needed");
                 if !self.offer_requested
                     && let Some(media) = &self.media
                 {
@@ -290,6 +291,7 @@ impl Session {
                 }
             }
             MediaEvent::OfferCreated(Ok(offer)) => {
+                debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer created");
                 let Some(media) = &self.media else { return };
                 media.set_local_description(&offer);
                 let text = match offer.sdp().as_text() {
@@ -337,6 +339,9 @@ impl Session {
                 self.answer_pending = false;
                 self.answer_deadline = None;
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "answer applied");
+                if let Some(media) = &self.media {
+                    media.watch_dtls(self.media_tx.clone());
+                }
                 self.apply(Input::AnswerApplied).await;
                 for candidate in std::mem::take(&mut self.held_remote) {
                     self.add_remote_candidate(candidate);
@@ -354,6 +359,12 @@ impl Session {
                     }
                     WebRTCICEConnectionState::Failed => self.apply(Input::IceFailed).await,
                     _ => {}
+                }
+            }
+            MediaEvent::DtlsConnected => {
+                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "dtls connected");
+                if let Some(media) = &self.media {
+                    media.request_keyframe();
                 }
             }
             MediaEvent::FirstMedia => {
