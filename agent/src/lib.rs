@@ -12,5 +12,6 @@ pub mod config;
 pub mod control_plane;
 pub mod logging;
 pub mod media;
+pub mod memory;
 pub mod session;
 pub mod supervisor;

@@ -92,6 +92,7 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: Settings) -> anyhow::Result<Result<(), app::RunError>> {
+    camera_agent::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

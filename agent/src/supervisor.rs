@@ -83,6 +83,7 @@ impl Supervisor {
 
     fn on_finished(&mut self, finished: Finished) {
         self.sessions.remove(&finished.session_id);
+        crate::memory::trim();
         info!(
             session_id = %finished.session_id,
             cause = %finished.cause,

@@ -1,0 +1,215 @@
+//! The benchmark behind `docs/benchmarks.md`: time to first frame, teardown
+//! time, RSS and CPU of the agent on the test pattern, with figures printed
+//! as a Markdown table. Not a test: it asserts nothing, it measures.
+//!
+//! Run it through `scripts/bench.sh` (release build, network namespace).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::time::Instant;
+
+use testbed::harness::{self, AgentProcess, ProcCounts, Scratch};
+use testbed::standin::{StandIn, StandInConfig};
+use testbed::viewer::Viewer;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure camera-agent: first frame, teardown, RSS, CPU")]
+struct Args {
+    /// Sessions for the first-frame and teardown figures.
+    #[arg(long, default_value_t = 10)]
+    sessions: usize,
+    /// Seconds of streaming for the CPU and RSS figures.
+    #[arg(long, default_value_t = 10)]
+    cpu_seconds: u64,
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 480)]
+    height: u32,
+}
+
+const CAMERA: (&str, &str) = ("cam-bench", "bench-camera-token");
+const CLIENT: (&str, &str) = ("viewer-bench", "bench-client-token");
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("bad stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// CPU seconds a process spends over `window`, after `warmup`.
+async fn cpu_over(pid: u32, warmup: Duration, window: Duration) -> anyhow::Result<f64> {
+    tokio::time::sleep(warmup).await;
+    let start = cpu_ticks(pid)?;
+    tokio::time::sleep(window).await;
+    let end = cpu_ticks(pid)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { sysconf(2) } as f64; // _SC_CLK_TCK
+    Ok((end - start) as f64 / hz)
+}
+
+unsafe extern "C" {
+    fn sysconf(name: i32) -> i64;
+}
+
+/// The same capture and encode as the agent's plan, alone in gst-launch.
+async fn reference_cpu(args: &Args, warmup: Duration, window: Duration) -> anyhow::Result<f64> {
+    let caps = format!(
+        "video/x-raw,width={},height={},framerate=30/1",
+        args.width, args.height
+    );
+    let launch = format!(
+        "videotestsrc is-live=true pattern=smpte ! {caps} ! queue max-size-buffers=2 \
+         max-size-bytes=0 max-size-time=0 leaky=downstream ! videoconvert ! video/x-raw,format=I420 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast bitrate=2000 key-int-max=60 bframes=0 ! \
+         video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 ! \
+         rtph264pay config-interval=-1 aggregate-mode=zero-latency pt=96 mtu=1200 ! fakesink"
+    );
+    let mut child = tokio::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(launch.split_whitespace())
+        .kill_on_drop(true)
+        .spawn()
+        .context("gst-launch-1.0 (gstreamer1.0-tools) is needed for the reference")?;
+    let pid = child.id().context("no pid")?;
+    let cpu = cpu_over(pid, warmup, window).await;
+    child.kill().await.ok();
+    cpu
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let standin = StandIn::start(
+        format!("{}:0", harness::TEST_HOST).parse()?,
+        StandInConfig::pair(CAMERA, CLIENT),
+    )
+    .await
+    .context("run through scripts/bench.sh")?;
+    let scratch = Scratch::new("bench")?;
+    let token = scratch.token_file(CAMERA.1)?;
+    let config = scratch.write(
+        "agent.toml",
+        &harness::agent_config(&standin.url(), &token, args.width, args.height, "15s", ""),
+    )?;
+    let mut agent = AgentProcess::spawn(&config)?;
+    if !standin
+        .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
+        .await
+    {
+        bail!("agent did not connect");
+    }
+    let pid = agent.pid();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle: ProcCounts = harness::proc_counts(pid)?;
+    let rss_idle = harness::rss_kib(pid)?;
+    let mut viewer = Viewer::connect(&standin.url(), CLIENT.1).await?;
+
+    let mut first_frames = Vec::new();
+    let mut teardowns = Vec::new();
+    let mut rss_after_first = 0;
+    for round in 0..args.sessions {
+        let report = viewer.watch(CAMERA.0, 30, Duration::from_secs(30)).await?;
+        let first = report.stats.first_frame.context("no first frame")?;
+        first_frames.push(first.as_secs_f64() * 1000.0);
+        let ended = Instant::now();
+        viewer.end(&report.session_id).await?;
+        let settle = harness::wait_counts(pid, idle, Duration::from_secs(20)).await?;
+        let settle_ms = (ended.elapsed().max(settle)).as_secs_f64() * 1000.0;
+        teardowns.push(settle_ms);
+        agent
+            .wait_message("teardown done", Some(&report.session_id), Duration::from_secs(5))
+            .await?;
+        if round == 0 {
+            rss_after_first = harness::rss_kib(pid)?;
+        }
+        eprintln!(
+            "session {}: first frame {:.1} ms, back to idle fds/threads {:.1} ms after end",
+            round + 1,
+            first.as_secs_f64() * 1000.0,
+            settle_ms
+        );
+    }
+    let rss_after_all = harness::rss_kib(pid)?;
+
+    // CPU and RSS while streaming: one long session, sampled mid-stream.
+    let window = Duration::from_secs(args.cpu_seconds);
+    let warmup = Duration::from_secs(2);
+    let requested = Instant::now();
+    let session_id = viewer.request(CAMERA.0).await?;
+    let sampler = tokio::spawn(async move {
+        let cpu = cpu_over(pid, warmup, window).await;
+        let rss = harness::rss_kib(pid);
+        (cpu, rss)
+    });
+    let stats = viewer
+        .play(&session_id, requested, None, warmup + window + Duration::from_secs(1))
+        .await?;
+    let (agent_cpu, rss_streaming) = sampler.await?;
+    let (agent_cpu, rss_streaming) = (agent_cpu?, rss_streaming?);
+    viewer.end(&session_id).await?;
+    agent
+        .wait_message("teardown done", Some(&session_id), Duration::from_secs(5))
+        .await?;
+    viewer.close().await;
+    let reference = reference_cpu(&args, warmup, window).await?;
+
+    agent.signal(harness::SIGTERM)?;
+    agent.wait_exit(Duration::from_secs(5)).await?;
+    standin.stop().await;
+
+    let mut sorted_first = first_frames.clone();
+    let mut sorted_teardown = teardowns.clone();
+    let fps = stats.frames as f64 / (warmup + window).as_secs_f64();
+    println!("| figure | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| POST /streams -> first decoded frame, median of {} (min / max) | {:.1} ms ({:.1} / {:.1}) |",
+        args.sessions,
+        median(&mut sorted_first),
+        sorted_first.first().copied().unwrap_or_default(),
+        sorted_first.last().copied().unwrap_or_default()
+    );
+    println!(
+        "| end -> fds and threads back to idle, median (max) | {:.1} ms ({:.1} ms) |",
+        median(&mut sorted_teardown),
+        sorted_teardown.last().copied().unwrap_or_default()
+    );
+    println!("| idle fds / threads | {} / {} |", idle.fds, idle.threads);
+    println!(
+        "| RSS idle / streaming | {:.1} / {:.1} MiB |",
+        rss_idle as f64 / 1024.0,
+        rss_streaming as f64 / 1024.0
+    );
+    println!(
+        "| RSS after session 1 / after session {} | {:.1} / {:.1} MiB |",
+        args.sessions,
+        rss_after_first as f64 / 1024.0,
+        rss_after_all as f64 / 1024.0
+    );
+    println!(
+        "| CPU streaming (agent) / capture+x264 alone | {:.2} s / {:.2} s over {} s = {:.2} |",
+        agent_cpu,
+        reference,
+        window.as_secs(),
+        agent_cpu / reference
+    );
+    println!("| frames decoded during the CPU window | {:.1} fps |", fps);
+    Ok(())
+}
