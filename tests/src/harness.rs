@@ -297,13 +297,23 @@ pub fn proc_counts(pid: u32) -> anyhow::Result<ProcCounts> {
 
 /// Resident set size in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Anonymous resident memory in KiB: heap and stacks, without the shared
+/// library pages that RSS also counts.
+pub fn rss_anon_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.split_whitespace().next())
         .and_then(|value| value.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS"))
+        .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))
 }
 
 /// Polls until the process's counts equal `idle`, returning how long it took;

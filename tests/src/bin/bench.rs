@@ -119,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle: ProcCounts = harness::proc_counts(pid)?;
     let rss_idle = harness::rss_kib(pid)?;
+    let anon_idle = harness::rss_anon_kib(pid)?;
     let mut viewer = Viewer::connect(&standin.url(), CLIENT.1).await?;
 
     let mut first_frames = Vec::new();
@@ -155,14 +156,14 @@ async fn main() -> anyhow::Result<()> {
     let session_id = viewer.request(CAMERA.0).await?;
     let sampler = tokio::spawn(async move {
         let cpu = cpu_over(pid, warmup, window).await;
-        let rss = harness::rss_kib(pid);
+        let rss = harness::rss_kib(pid).and_then(|rss| Ok((rss, harness::rss_anon_kib(pid)?)));
         (cpu, rss)
     });
     let stats = viewer
         .play(&session_id, requested, None, warmup + window + Duration::from_secs(1))
         .await?;
     let (agent_cpu, rss_streaming) = sampler.await?;
-    let (agent_cpu, rss_streaming) = (agent_cpu?, rss_streaming?);
+    let (agent_cpu, (rss_streaming, anon_streaming)) = (agent_cpu?, rss_streaming?);
     viewer.end(&session_id).await?;
     agent
         .wait_message("teardown done", Some(&session_id), Duration::from_secs(5))
@@ -196,6 +197,11 @@ async fn main() -> anyhow::Result<()> {
         "| RSS idle / streaming | {:.1} / {:.1} MiB |",
         rss_idle as f64 / 1024.0,
         rss_streaming as f64 / 1024.0
+    );
+    println!(
+        "| anonymous RSS idle / streaming | {:.1} / {:.1} MiB |",
+        anon_idle as f64 / 1024.0,
+        anon_streaming as f64 / 1024.0
     );
     println!(
         "| RSS after session 1 / after session {} | {:.1} / {:.1} MiB |",
