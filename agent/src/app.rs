@@ -143,9 +143,18 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
         stun_servers: settings.webrtc.stun_servers.clone(),
         turn_servers: settings.webrtc.turn_servers.clone(),
         answer_timeout: settings.session.answer_timeout,
+        ice_timeout: settings.session.ice_timeout,
+        ice_disconnect_grace: settings.session.ice_disconnect_grace,
+        max_duration: settings.session.max_duration,
         end_timeout: Duration::from_secs(3),
     });
-    let supervisor = Supervisor::new(ctx, me.id, settings.session.max_sessions, tracker.clone());
+    let supervisor = Supervisor::new(
+        ctx,
+        me.id,
+        settings.session.max_sessions,
+        settings.session.signaling_grace,
+        tracker.clone(),
+    );
     info!("ready");
     supervisor.run(events_rx, shutdown).await;
     // Sessions are gone; now the socket may close.

@@ -118,6 +118,15 @@ pub struct RawSession {
     pub answer_timeout: Option<String>,
     /// Concurrent viewers; requests beyond it are refused with `camera_busy`.
     pub max_sessions: Option<u32>,
+    /// ICE not connected this long after the answer ends with `ice_failed`.
+    pub ice_timeout: Option<String>,
+    /// ICE disconnected or failed for this long ends with `ice_failed`.
+    pub ice_disconnect_grace: Option<String>,
+    /// Optional cap on a session's length (`max_duration`); unset = none.
+    pub max_duration: Option<String>,
+    /// Signaling down this long ends live sessions (they cannot be ended
+    /// or renegotiated without it).
+    pub signaling_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +197,10 @@ pub struct EncoderConfig {
 pub struct SessionSettings {
     pub answer_timeout: Duration,
     pub max_sessions: usize,
+    pub ice_timeout: Duration,
+    pub ice_disconnect_grace: Duration,
+    pub max_duration: Option<Duration>,
+    pub signaling_grace: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -387,6 +400,29 @@ impl Settings {
                 ses.max_sessions.unwrap_or(1),
                 1..=16,
             )? as usize,
+            ice_timeout: duration(
+                "session.ice_timeout",
+                ses.ice_timeout.as_deref(),
+                Duration::from_secs(20),
+            )?,
+            ice_disconnect_grace: duration(
+                "session.ice_disconnect_grace",
+                ses.ice_disconnect_grace.as_deref(),
+                Duration::from_secs(10),
+            )?,
+            max_duration: match ses.max_duration.as_deref() {
+                None => None,
+                Some(text) => Some(duration(
+                    "session.max_duration",
+                    Some(text),
+                    Duration::ZERO,
+                )?),
+            },
+            signaling_grace: duration(
+                "session.signaling_grace",
+                ses.signaling_grace.as_deref(),
+                Duration::from_secs(30),
+            )?,
         };
 
         let rtc = raw.webrtc;
@@ -514,6 +550,9 @@ mod tests {
         assert_eq!(s.camera.capture.width, 1280);
         assert_eq!(s.session.answer_timeout, Duration::from_secs(15));
         assert_eq!(s.session.max_sessions, 1);
+        assert_eq!(s.session.ice_timeout, Duration::from_secs(20));
+        assert_eq!(s.session.max_duration, None);
+        assert_eq!(s.session.signaling_grace, Duration::from_secs(30));
         assert_eq!(s.encoder.choice, EncoderChoice::Auto);
     }
 
@@ -569,6 +608,13 @@ mod tests {
                 "session.answer_timeout",
             ),
             ("[encoder]\nkind = \"nvenc\"", "encoder.kind"),
+            ("[session]\nice_timeout = \"x\"", "session.ice_timeout"),
+            ("[session]\nmax_duration = \"0s\"", "session.max_duration"),
+            (
+                "[session]\nsignaling_grace = \"-1s\"",
+                "session.signaling_grace",
+            ),
+            ("[session]\nmax_sessions = 0", "session.max_sessions"),
             ("[encoder]\nbitrate_kbps = 1", "encoder.bitrate_kbps"),
             (
                 "[webrtc]\nlocal_addresses = [\"eth0\"]",

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::control_plane::events::{Inbound, StreamRequested, parse_inbound};
+use crate::control_plane::rest::RestError;
 use crate::control_plane::socketio::connection::SignalingEvent;
 use crate::session::actor::{self, SessionCommand, SessionContext};
 use crate::session::machine::{CameraReason, EndCause};
@@ -40,6 +41,9 @@ pub struct Supervisor {
     finished_rx: mpsc::Receiver<Finished>,
     /// How long shutdown waits for sessions to end over REST and tear down.
     shutdown_grace: Duration,
+    signaling_grace: Duration,
+    /// When signaling sessions must be given up if it is still down.
+    signaling_deadline: Option<Instant>,
 }
 
 impl Supervisor {
@@ -47,6 +51,7 @@ impl Supervisor {
         ctx: Arc<SessionContext>,
         camera_id: String,
         max_sessions: usize,
+        signaling_grace: Duration,
         tracker: TaskTracker,
     ) -> Self {
         let (finished_tx, finished_rx) = mpsc::channel(16);
@@ -59,6 +64,8 @@ impl Supervisor {
             finished_tx,
             finished_rx,
             shutdown_grace: Duration::from_secs(4),
+            signaling_grace,
+            signaling_deadline: None,
         }
     }
 
@@ -69,8 +76,17 @@ impl Supervisor {
         shutdown: CancellationToken,
     ) {
         loop {
+            let deadline = self.signaling_deadline;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.signaling_deadline = None;
+                    warn!(live_sessions = self.sessions.len(), grace_ms = self.signaling_grace.as_millis() as u64,
+                        "signaling still down after its grace; ending live sessions");
+                    for entry in self.sessions.values() {
+                        let _ = entry.commands.try_send(SessionCommand::SignalingLost);
+                    }
+                }
                 event = events.recv() => match event {
                     Some(event) => self.on_signaling(event),
                     None => break,
@@ -123,11 +139,15 @@ impl Supervisor {
     fn on_signaling(&mut self, event: SignalingEvent) {
         match event {
             SignalingEvent::Connected { reconnect } => {
+                self.signaling_deadline = None;
                 if reconnect {
                     self.recheck_sessions();
                 }
             }
             SignalingEvent::Disconnected { reason } => {
+                if !self.sessions.is_empty() {
+                    self.signaling_deadline = Some(Instant::now() + self.signaling_grace);
+                }
                 info!(%reason, live_sessions = self.sessions.len(),
                     "signaling lost; live media keeps flowing peer to peer");
             }
@@ -242,6 +262,10 @@ impl Supervisor {
                     Ok(info) => {
                         info!(%session_id, state = %info.state, "session ended while signaling was down");
                         let _ = commands.send(SessionCommand::ServerEnded(info.state)).await;
+                    }
+                    Err(RestError::NotFound { .. }) => {
+                        info!(%session_id, "session unknown to the server after the reconnect");
+                        let _ = commands.send(SessionCommand::ServerEnded("not_found".into())).await;
                     }
                     Err(err) => {
                         warn!(%session_id, error = %err, "cannot recheck session after reconnect");

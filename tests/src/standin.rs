@@ -85,10 +85,33 @@ pub struct StandInConfig {
     pub ping_timeout: Duration,
     /// ICE servers put into `stream:requested`.
     pub ice_servers: Vec<Value>,
+    /// The contract's "the server also ends a session when a party's socket
+    /// has been gone for a while": this long.
+    pub party_gone_grace: Duration,
 }
 
 impl StandInConfig {
     /// One camera and one linked client.
+    /// Adds another client linked to every camera.
+    pub fn with_client(mut self, id: &str, token: &str) -> Self {
+        let cameras: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|device| device.role == Role::Camera)
+            .map(|device| device.id.clone())
+            .collect();
+        for camera in cameras {
+            self.links.push((id.into(), camera));
+        }
+        self.devices.push(Device {
+            id: id.into(),
+            role: Role::Client,
+            token: token.into(),
+            name: "Another viewer".into(),
+        });
+        self
+    }
+
     pub fn pair(camera: (&str, &str), client: (&str, &str)) -> Self {
         Self {
             devices: vec![
@@ -109,6 +132,7 @@ impl StandInConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             ice_servers: Vec::new(),
+            party_gone_grace: Duration::from_secs(10),
         }
     }
 }
@@ -160,7 +184,10 @@ pub struct StandIn {
     addr: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// A duplicate of every accepted connection, to cut them all at stop as
+    /// a crashing server would (upgraded websockets outlive axum's shutdown).
+    connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -232,6 +259,18 @@ impl StandIn {
             .layer(layer);
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        let connections: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let tracked = connections.clone();
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, move |tcp: &mut tokio::net::TcpStream| {
+                use std::os::fd::AsFd;
+                if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
+                    tracked
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .push(std::net::TcpStream::from(fd));
+                }
+            });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -241,7 +280,8 @@ impl StandIn {
             addr,
             shared,
             cancel,
-            server,
+            server: Mutex::new(Some(server)),
+            connections,
         })
     }
 
@@ -309,11 +349,26 @@ impl StandIn {
         }
     }
 
-    /// Stops serving and closes every socket.
-    pub async fn stop(self) {
-        self.shared.io.clone().close().await;
+    /// Stops serving and closes every socket. Idempotent.
+    pub async fn stop(&self) {
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        let Some(server) = server else { return };
         self.cancel.cancel();
-        let _ = self.server.await;
+        let connections = std::mem::take(
+            &mut *self
+                .connections
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        for connection in connections {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+        self.shared.io.clone().close().await;
+        let _ = server.await;
     }
 }
 
@@ -581,6 +636,27 @@ async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Respo
     Json(json!({"sessionId": id, "state": "ended"})).into_response()
 }
 
+/// Ends the device's open sessions if it has not come back within the grace.
+async fn end_when_gone(shared: Arc<Shared>, device: String) {
+    tokio::time::sleep(shared.config.party_gone_grace).await;
+    if shared.online(&device) {
+        return;
+    }
+    let open: Vec<String> = shared
+        .world()
+        .sessions
+        .values()
+        .filter(|session| {
+            session.state != SessionState::Ended
+                && (session.camera_id == device || session.client_id == device)
+        })
+        .map(|session| session.id.clone())
+        .collect();
+    for id in open {
+        let _ = end_session(&shared, &id, &device, "peer_gone").await;
+    }
+}
+
 async fn get_stream(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -653,8 +729,11 @@ fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
             socket.on_disconnect(move |socket: SocketRef| {
                 let shared = disconnect_shared.clone();
                 async move {
-                    shared.world().sockets.remove(&socket.id.to_string());
+                    let device = shared.world().sockets.remove(&socket.id.to_string());
                     shared.changed.notify_waiters();
+                    if let Some(device) = device {
+                        tokio::spawn(end_when_gone(shared, device));
+                    }
                 }
             });
             socket.on(

@@ -254,6 +254,10 @@ impl MediaSession {
                         task.set_pool(&pool);
                     }
                 }
+                MessageView::Eos(_) => {
+                    // A live source never ends by itself: the camera stopped.
+                    forward(&events, MediaEvent::Error("the video source ended".into()));
+                }
                 MessageView::Error(error) => {
                     let source = message
                         .src()

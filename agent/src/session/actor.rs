@@ -26,6 +26,8 @@ use crate::media::sdp;
 pub enum SessionCommand {
     Signal(SignalBody),
     ServerEnded(String),
+    /// Signaling has been down longer than its grace.
+    SignalingLost,
     Shutdown,
 }
 
@@ -39,6 +41,9 @@ pub struct SessionContext {
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
     pub answer_timeout: Duration,
+    pub ice_timeout: Duration,
+    pub ice_disconnect_grace: Duration,
+    pub max_duration: Option<Duration>,
     /// Bound on the REST `end` call during teardown.
     pub end_timeout: Duration,
 }
@@ -62,7 +67,40 @@ struct Session {
     gathering_complete: bool,
     answer_pending: bool,
     held_remote: Vec<Option<Candidate>>,
-    answer_deadline: Option<Instant>,
+    timers: Timers,
+}
+
+/// The session's deadlines; the earliest one is awaited.
+#[derive(Debug, Default)]
+struct Timers {
+    answer: Option<Instant>,
+    ice_connect: Option<Instant>,
+    ice_disconnected: Option<Instant>,
+    max_duration: Option<Instant>,
+}
+
+impl Timers {
+    fn next(&self) -> Option<(Instant, Input)> {
+        [
+            (self.answer, Input::AnswerTimeout),
+            (self.ice_connect, Input::IceTimeout),
+            (self.ice_disconnected, Input::IceFailed),
+            (self.max_duration, Input::MaxDuration),
+        ]
+        .into_iter()
+        .filter_map(|(deadline, input)| deadline.map(|deadline| (deadline, input)))
+        .min_by_key(|(deadline, _)| *deadline)
+    }
+
+    fn clear(&mut self, input: &Input) {
+        match input {
+            Input::AnswerTimeout => self.answer = None,
+            Input::IceTimeout => self.ice_connect = None,
+            Input::IceFailed => self.ice_disconnected = None,
+            Input::MaxDuration => self.max_duration = None,
+            _ => {}
+        }
+    }
 }
 
 /// Runs a session to its end and returns why it ended.
@@ -89,7 +127,7 @@ pub async fn run(
         gathering_complete: false,
         answer_pending: false,
         held_remote: Vec::new(),
-        answer_deadline: None,
+        timers: Timers::default(),
     };
     let accepted = session.ctx.rest.accept(&session.id).await;
     match accepted {
@@ -109,13 +147,19 @@ pub async fn run(
         if let Phase::Ended(cause) = session.machine.phase() {
             return cause.clone();
         }
-        let deadline = session.answer_deadline;
+        let next_timer = session.timers.next();
+        let wake = next_timer.as_ref().map(|(deadline, _)| *deadline);
         tokio::select! {
             command = commands.recv() => match command {
                 Some(SessionCommand::Signal(body)) => session.on_signal(body).await,
                 Some(SessionCommand::ServerEnded(reason)) => {
                     info!(session_id = %session.id, %reason, elapsed_ms = session.elapsed_ms(), "hangup");
                     session.apply(Input::ServerEnded(reason)).await;
+                }
+                Some(SessionCommand::SignalingLost) => {
+                    warn!(session_id = %session.id, elapsed_ms = session.elapsed_ms(),
+                        "signaling down past its grace");
+                    session.apply(Input::SignalingLost).await;
                 }
                 // A closed command channel means the supervisor is gone.
                 Some(SessionCommand::Shutdown) | None => session.apply(Input::Shutdown).await,
@@ -125,10 +169,13 @@ pub async fn run(
                     session.on_media(event).await;
                 }
             }
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                session.answer_deadline = None;
-                warn!(session_id = %session.id, elapsed_ms = session.elapsed_ms(), "no answer in time");
-                session.apply(Input::AnswerTimeout).await;
+            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                if let Some((_, input)) = next_timer {
+                    session.timers.clear(&input);
+                    warn!(session_id = %session.id, timer = ?input, elapsed_ms = session.elapsed_ms(),
+                        "session timer fired");
+                    session.apply(input).await;
+                }
             }
         }
     }
@@ -172,7 +219,9 @@ impl Session {
                 match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
                     Ok(session) => {
                         self.media = Some(session);
-                        self.answer_deadline = Some(Instant::now() + self.ctx.answer_timeout);
+                        let now = Instant::now();
+                        self.timers.answer = Some(now + self.ctx.answer_timeout);
+                        self.timers.max_duration = self.ctx.max_duration.map(|max| now + max);
                         info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "pipeline playing");
                         None
                     }
@@ -190,7 +239,7 @@ impl Session {
                 if let Some(mut media) = self.media.take() {
                     media.stop();
                 }
-                self.answer_deadline = None;
+                self.timers = Timers::default();
                 let cause = match self.machine.phase() {
                     Phase::Ending(cause) => cause.to_string(),
                     _ => String::new(),
@@ -337,7 +386,8 @@ impl Session {
             }
             MediaEvent::RemoteDescriptionSet(Ok(())) => {
                 self.answer_pending = false;
-                self.answer_deadline = None;
+                self.timers.answer = None;
+                self.timers.ice_connect = Some(Instant::now() + self.ctx.ice_timeout);
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "answer applied");
                 if let Some(media) = &self.media {
                     media.watch_dtls(self.media_tx.clone());
@@ -355,9 +405,16 @@ impl Session {
                 info!(session_id = %self.id, state = ?state, elapsed_ms = self.elapsed_ms(), "ice state");
                 match state {
                     WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed => {
+                        self.timers.ice_connect = None;
+                        self.timers.ice_disconnected = None;
                         self.apply(Input::IceConnected).await;
                     }
-                    WebRTCICEConnectionState::Failed => self.apply(Input::IceFailed).await,
+                    // Wi-Fi blips recover; only a lasting loss ends the session.
+                    WebRTCICEConnectionState::Disconnected | WebRTCICEConnectionState::Failed => {
+                        self.timers
+                            .ice_disconnected
+                            .get_or_insert(Instant::now() + self.ctx.ice_disconnect_grace);
+                    }
                     _ => {}
                 }
             }

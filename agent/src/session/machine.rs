@@ -103,6 +103,12 @@ pub enum Input {
     IceConnected,
     IceFailed,
     AnswerTimeout,
+    /// ICE did not connect in time after the answer.
+    IceTimeout,
+    /// The session reached `session.max_duration`.
+    MaxDuration,
+    /// Signaling stayed down past its grace.
+    SignalingLost,
     MediaError,
     Shutdown,
     ServerEnded(String),
@@ -192,6 +198,13 @@ impl Machine {
             (Negotiating | AwaitingAnswer, Input::AnswerTimeout) => {
                 self.end(EndCause::Camera(CameraReason::AnswerTimeout))
             }
+            (Connecting, Input::IceTimeout) => self.end(EndCause::Camera(CameraReason::IceFailed)),
+            (phase, Input::MaxDuration) if phase.is_active() => {
+                self.end(EndCause::Camera(CameraReason::MaxDuration))
+            }
+            (phase, Input::SignalingLost) if phase.is_active() => {
+                self.end(EndCause::Camera(CameraReason::CameraError))
+            }
             (phase, Input::MediaError) if phase.is_active() && *phase != Accepting => {
                 self.end(EndCause::Camera(CameraReason::MediaError))
             }
@@ -204,10 +217,14 @@ impl Machine {
             // Ending already: a second cause changes nothing.
             (
                 Ending(_),
-                Input::ServerEnded(_) | Input::Shutdown | Input::MediaError | Input::IceFailed,
-            ) => {
-                vec![]
-            }
+                Input::ServerEnded(_)
+                | Input::Shutdown
+                | Input::MediaError
+                | Input::IceFailed
+                | Input::IceTimeout
+                | Input::MaxDuration
+                | Input::SignalingLost,
+            ) => vec![],
             (Ending(cause), Input::TeardownDone) => {
                 self.phase = Ended(cause.clone());
                 vec![]
@@ -296,6 +313,39 @@ mod tests {
         let mut machine = live();
         assert!(machine.handle(Input::AnswerTimeout).is_err());
         assert_eq!(machine.phase(), &Phase::Live);
+    }
+
+    #[test]
+    fn ice_timeout_only_while_connecting() {
+        let mut machine = Machine::new();
+        machine.handle(Input::Accepted).unwrap();
+        machine.handle(Input::OfferSent).unwrap();
+        assert!(machine.handle(Input::IceTimeout).is_err());
+        machine.handle(Input::AnswerApplied).unwrap();
+        assert_eq!(
+            machine.handle(Input::IceTimeout).unwrap(),
+            [
+                Action::EndOverRest(CameraReason::IceFailed),
+                Action::Teardown
+            ]
+        );
+        let mut machine = live();
+        assert!(machine.handle(Input::IceTimeout).is_err());
+    }
+
+    #[test]
+    fn max_duration_and_signaling_loss_end_any_active_session() {
+        for (input, reason) in [
+            (Input::MaxDuration, CameraReason::MaxDuration),
+            (Input::SignalingLost, CameraReason::CameraError),
+        ] {
+            let mut machine = live();
+            assert_eq!(
+                machine.handle(input.clone()).unwrap(),
+                [Action::EndOverRest(reason), Action::Teardown]
+            );
+            assert_eq!(machine.handle(input).unwrap(), []);
+        }
     }
 
     #[test]

@@ -36,7 +36,10 @@ const CLIENT: (&str, &str) = ("viewer-bench", "bench-client-token");
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which may contain spaces.
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("bad stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("bad stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
@@ -135,7 +138,11 @@ async fn main() -> anyhow::Result<()> {
         let settle_ms = (ended.elapsed().max(settle)).as_secs_f64() * 1000.0;
         teardowns.push(settle_ms);
         agent
-            .wait_message("teardown done", Some(&report.session_id), Duration::from_secs(5))
+            .wait_message(
+                "teardown done",
+                Some(&report.session_id),
+                Duration::from_secs(5),
+            )
             .await?;
         if round == 0 {
             rss_after_first = harness::rss_kib(pid)?;
@@ -160,7 +167,12 @@ async fn main() -> anyhow::Result<()> {
         (cpu, rss)
     });
     let stats = viewer
-        .play(&session_id, requested, None, warmup + window + Duration::from_secs(1))
+        .play(
+            &session_id,
+            requested,
+            None,
+            warmup + window + Duration::from_secs(1),
+        )
         .await?;
     let (agent_cpu, rss_streaming) = sampler.await?;
     let (agent_cpu, (rss_streaming, anon_streaming)) = (agent_cpu?, rss_streaming?);
