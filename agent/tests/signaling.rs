@@ -3,6 +3,9 @@
 //! server that disappears. The server here is deliberately raw (frames by
 //! hand), so it can misbehave in ways a real Socket.IO server would not.
 
+// tungstenite's handshake callback type fixes its (large) error type.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use camera_agent::config::Secret;
