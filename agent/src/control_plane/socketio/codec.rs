@@ -399,6 +399,16 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_round_trip_exactly() {
+        // Found by the fuzzer: without serde_json's float_roundtrip, a long
+        // number re-encoded by the agent decoded to a different value.
+        let text =
+            r#"2/cams,7["webrtc:signal",{"t":2506666666666666666666666666666666666666666.5}]"#;
+        let packet = decode_socket(text).unwrap();
+        assert_eq!(decode_socket(&encode_socket(&packet)).unwrap(), packet);
+    }
+
+    #[test]
     fn acks() {
         assert_eq!(
             decode_socket(r#"312[{"ok":true}]"#).unwrap(),
