@@ -413,3 +413,87 @@ async fn a_broken_camera_ends_with_media_error_and_the_agent_stays_up() {
     drop(scratch);
     standin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_starts_with_the_control_plane_down_and_connects_when_it_comes_up() {
+    harness::require_test_netns();
+    // A free port with nothing behind it yet.
+    let addr = std::net::TcpListener::bind(format!("{}:0", harness::TEST_HOST))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let scratch = Scratch::new("down-at-boot").unwrap();
+    let agent = start_agent(&scratch, &format!("http://{addr}"), CAMERA.1, "").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        agent
+            .records()
+            .iter()
+            .any(|record| record["message"] == "login failed; retrying"),
+        "{}",
+        agent.output().join("\n")
+    );
+    let standin = StandIn::start(addr, config()).await.unwrap();
+    assert!(
+        standin
+            .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
+            .await,
+        "{}",
+        agent.output().join("\n")
+    );
+    let mut viewer = Viewer::connect(&standin.url(), CLIENT.1).await.unwrap();
+    viewer
+        .watch(CAMERA.0, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    viewer.close().await;
+    standin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_signaling_stays_down_past_the_grace_is_ended() {
+    let bed = bed("signaling-grace", "signaling_grace = \"2s\"").await;
+    let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
+    let report = viewer
+        .watch(CAMERA.0, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    viewer.close().await;
+    bed.standin.stop().await;
+    let done = bed
+        .agent
+        .wait_message(
+            "teardown done",
+            Some(&report.session_id),
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done["cause"], "camera_error", "{done}");
+    assert_eq!(done["live_sessions"], 0, "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_duration_ends_a_live_session() {
+    let bed = bed("max-duration", "max_duration = \"3s\"").await;
+    let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
+    let report = viewer
+        .watch(CAMERA.0, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let id = report.session_id;
+    assert!(
+        bed.standin
+            .wait_for(Duration::from_secs(10), |s| ended_with(s, &id).is_some())
+            .await
+    );
+    assert_eq!(
+        ended_with(&bed.standin, &id).as_deref(),
+        Some("max_duration")
+    );
+    bed.agent
+        .wait_message("teardown done", Some(&id), Duration::from_secs(5))
+        .await
+        .unwrap();
+    viewer.close().await;
+}
