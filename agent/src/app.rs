@@ -80,7 +80,7 @@ fn spawn_signal_listener(
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
-    let token = crate::config::read_token(&settings.control_plane.token_file)?;
+    let token = settings.read_token()?;
     init_gstreamer()?;
     let plan = hw::PipelinePlan::build(
         &settings.camera.source,

@@ -11,18 +11,37 @@ use camera_agent::app::{self, EXIT_CONFIG};
 use camera_agent::config::Settings;
 use camera_agent::logging::{self, LogFormat};
 
+const DEFAULT_CONFIG: &str = "/etc/camera-agent/agent.toml";
+
 /// Streams a camera to a viewer over WebRTC when the control plane asks.
 ///
-/// The device token is read from the file named by
-/// `control_plane.token_file`, never from the command line.
+/// Configuration layers, later ones winning: built-in defaults, the config
+/// file, its drop-ins (`<config>.d/*.toml`, in lexical order), environment
+/// variables `CAMERA_AGENT_<SECTION>_<KEY>`, then `--set section.key=value`.
+/// The device token is read from `control_plane.token_file` or the systemd
+/// credential `device-token`, never from the command line.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(about, long_about, disable_version_flag = true)]
 struct Cli {
+    /// Print version, git revision and the GStreamer version found at run time.
+    #[arg(long, short = 'V')]
+    version: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// The config file and per-run overrides, shared by every subcommand.
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// Configuration file (its drop-ins are read from `<file>.d/`).
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Override one setting, e.g. `--set camera.width=640` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,19 +49,19 @@ enum Command {
     /// Run the daemon.
     ///
     /// Example: camera-agent run --config /etc/camera-agent/agent.toml
-    Run {
-        /// Configuration file.
-        #[arg(long, short, default_value = "/etc/camera-agent/agent.toml")]
-        config: PathBuf,
-    },
-    /// Validate a configuration file and print the effective settings.
+    Run(ConfigArgs),
+    /// Validate the configuration and print every effective setting with
+    /// where it comes from (default, file:line, environment, --set).
     ///
     /// Exits 0 when valid, 78 (EX_CONFIG) when not.
-    CheckConfig {
-        /// Configuration file.
-        #[arg(long, short, default_value = "/etc/camera-agent/agent.toml")]
-        config: PathBuf,
-    },
+    /// Example: camera-agent check-config --config ./agent.toml
+    CheckConfig(ConfigArgs),
+    /// Check the installation step by step: configuration, token, control
+    /// plane, login, socket, camera, encoder, and a 2-second test encode.
+    ///
+    /// Exits 0 when every check passes, 1 otherwise.
+    /// Example: camera-agent doctor
+    Doctor(ConfigArgs),
 }
 
 fn print_error_chain(error: &dyn std::error::Error) {
@@ -54,29 +73,67 @@ fn print_error_chain(error: &dyn std::error::Error) {
     }
 }
 
+fn version() -> String {
+    let gstreamer = gst_version().unwrap_or_else(|| "not found".into());
+    format!(
+        "camera-agent {} (git {})\nGStreamer {gstreamer}",
+        env!("CARGO_PKG_VERSION"),
+        env!("CAMERA_AGENT_GIT_REVISION")
+    )
+}
+
+fn gst_version() -> Option<String> {
+    camera_agent::media::pipeline::runtime_version()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        println!("{}", version());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("error: a subcommand is needed (run, check-config, doctor); see --help");
+        return ExitCode::from(2);
+    };
     logging::init(cli.log_format);
-    match cli.command {
-        Command::CheckConfig { config } => match Settings::load(&config) {
-            Ok(settings) => {
-                println!("{}: valid\n{settings:#?}", config.display());
-                ExitCode::SUCCESS
+    match command {
+        Command::CheckConfig(args) => check_config(&args),
+        Command::Doctor(args) => {
+            let passed = runtime().map(|runtime| {
+                runtime.block_on(camera_agent::doctor::run(
+                    &args.config,
+                    &args.overrides,
+                    &mut std::io::stdout(),
+                ))
+            });
+            match passed {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(err) => {
-                print_error_chain(&err);
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::Run { config } => {
-            let settings = match Settings::load(&config) {
-                Ok(settings) => settings,
+        }
+        Command::Run(args) => {
+            let settings = match Settings::load(&args.config, &args.overrides) {
+                Ok(loaded) => loaded.settings,
                 Err(err) => {
                     print_error_chain(&err);
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            match run(settings) {
+            camera_agent::memory::limit_arenas();
+            match runtime().map(|runtime| runtime.block_on(app::run(settings))) {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(err)) => {
                     print_error_chain(&err);
@@ -91,12 +148,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: Settings) -> anyhow::Result<Result<(), app::RunError>> {
-    camera_agent::memory::limit_arenas();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(app::run(settings)))
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    match Settings::load(&args.config, &args.overrides) {
+        Ok(loaded) => {
+            let files: Vec<String> = loaded
+                .layered
+                .files
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            println!("# valid; files read: {}", files.join(", "));
+            let mut section = "";
+            for (key, value) in loaded.settings.effective() {
+                let (this_section, name) = key.split_once('.').unwrap_or(("", key));
+                if this_section != section {
+                    println!("\n[{this_section}]");
+                    section = this_section;
+                }
+                let line = format!("{name} = {value}");
+                println!("{line:<48} # {}", loaded.layered.origin(key));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            print_error_chain(&err);
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }

@@ -124,3 +124,103 @@ fn help_never_mentions_a_token_value_and_version_works() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn check_config_shows_layering_order_and_origins() {
+    let scratch = Scratch::new("cli-layers").unwrap();
+    let main = scratch
+        .write(
+            "agent.toml",
+            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[camera]\nwidth = 640\nheight = 480\nframerate = 30\n",
+        )
+        .unwrap();
+    std::fs::create_dir_all(scratch.dir.join("agent.toml.d")).unwrap();
+    scratch
+        .write(
+            "agent.toml.d/10-a.toml",
+            "[camera]\nwidth = 800\nheight = 600\n",
+        )
+        .unwrap();
+    scratch
+        .write("agent.toml.d/20-b.toml", "[camera]\nwidth = 1024\n")
+        .unwrap();
+    let output = Command::new(harness::agent_binary().unwrap())
+        .args(["check-config", "--config"])
+        .arg(&main)
+        .args(["--set", "camera.framerate=15"])
+        .env("CAMERA_AGENT_CAMERA_HEIGHT", "576")
+        .env(
+            "CAMERA_AGENT_WEBRTC_TURN_SERVERS",
+            "[\"turn://user:hunter2@turn.example:3478\"]",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("no {key} in\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("width").contains("1024") && line("width").contains("20-b.toml:2"),
+        "{stdout}"
+    );
+    assert!(
+        line("height").contains("576")
+            && line("height").contains("environment CAMERA_AGENT_CAMERA_HEIGHT"),
+        "{stdout}"
+    );
+    assert!(
+        line("framerate").contains("15") && line("framerate").contains("--set camera.framerate=15"),
+        "{stdout}"
+    );
+    assert!(line("url").contains("agent.toml:2"), "{stdout}");
+    assert!(line("answer_timeout").contains("# default"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2"),
+        "TURN credentials printed:\n{stdout}"
+    );
+    assert!(line("turn_servers").contains("<redacted>"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_type_in_a_drop_in_names_the_file_and_line() {
+    let scratch = Scratch::new("cli-dropin").unwrap();
+    let main = scratch
+        .write(
+            "agent.toml",
+            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n",
+        )
+        .unwrap();
+    std::fs::create_dir_all(scratch.dir.join("agent.toml.d")).unwrap();
+    scratch
+        .write(
+            "agent.toml.d/50-size.toml",
+            "# size\n[camera]\nwidth = \"wide\"\n",
+        )
+        .unwrap();
+    let (code, _, stderr) = check_config(&main);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("50-size.toml"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("width"), "{stderr}");
+}
+
+#[test]
+fn an_out_of_range_value_from_a_file_names_file_line_and_key() {
+    let scratch = Scratch::new("cli-range").unwrap();
+    let path = scratch
+        .write(
+            "agent.toml",
+            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[camera]\nframerate = 500\n",
+        )
+        .unwrap();
+    let (code, _, stderr) = check_config(&path);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("agent.toml:5"), "{stderr}");
+    assert!(stderr.contains("camera.framerate"), "{stderr}");
+    assert!(stderr.contains("500"), "{stderr}");
+}

@@ -120,6 +120,101 @@ fn make(factory: &str) -> Result<gst::Element, MediaError> {
         .map_err(|_| MediaError::MissingElement(factory.into()))
 }
 
+/// Makes the elements of `steps` (capsfilters for caps), not yet linked.
+fn build_chain(steps: &[Step]) -> Result<Vec<gst::Element>, MediaError> {
+    let mut chain = Vec::new();
+    for step in steps {
+        let element = match step {
+            Step::Element(element_plan) => {
+                let element = make(&element_plan.factory)?;
+                for (key, value) in &element_plan.properties {
+                    set_str_property(&element, key, value)?;
+                }
+                element
+            }
+            Step::Caps(caps) => {
+                let caps: gst::Caps = caps
+                    .parse()
+                    .map_err(|_| MediaError::BadCaps(caps.clone()))?;
+                gst::ElementFactory::make("capsfilter")
+                    .property("caps", &caps)
+                    .build()
+                    .map_err(|_| MediaError::MissingElement("capsfilter".into()))?
+            }
+        };
+        chain.push(element);
+    }
+    Ok(chain)
+}
+
+fn link_chain(chain: &[gst::Element]) -> Result<(), MediaError> {
+    for pair in chain.windows(2) {
+        pair[0].link(&pair[1]).map_err(|_| {
+            MediaError::Link(pair[0].name().to_string(), pair[1].name().to_string())
+        })?;
+    }
+    Ok(())
+}
+
+/// Captures and encodes for `duration` with the plan's source and encoder
+/// (no WebRTC), returning how many encoded frames came out: `doctor`'s
+/// proof that camera and encoder work at the configured size.
+pub fn test_encode(plan: &PipelinePlan, duration: std::time::Duration) -> Result<u64, MediaError> {
+    // Everything up to and including the encoder's output caps.
+    let encoder_at = plan
+        .steps
+        .iter()
+        .position(|step| matches!(step, Step::Element(element) if element.factory == plan.encoder.factory()))
+        .ok_or_else(|| MediaError::Start("plan has no encoder".into()))?;
+    let steps = &plan.steps[..(encoder_at + 2).min(plan.steps.len())];
+    let mut chain = build_chain(steps)?;
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .map_err(|_| MediaError::MissingElement("fakesink".into()))?;
+    chain.push(sink.clone());
+    let pipeline = gst::Pipeline::new();
+    pipeline
+        .add_many(&chain)
+        .map_err(|err| MediaError::Glib(err.to_string()))?;
+    link_chain(&chain)?;
+    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = frames.clone();
+    if let Some(pad) = sink.static_pad("sink") {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let result = (|| {
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| MediaError::Start("the pipeline did not start".into()))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| MediaError::Start("pipeline without a bus".into()))?;
+        let message = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(duration.as_nanos() as u64),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        );
+        match message.as_ref().map(|message| message.view()) {
+            Some(gst::MessageView::Error(error)) => Err(MediaError::Start(format!(
+                "{}: {}",
+                message
+                    .as_ref()
+                    .and_then(|message| message.src())
+                    .map(|src| src.name().to_string())
+                    .unwrap_or_default(),
+                error.error()
+            ))),
+            Some(_) => Err(MediaError::Start("the source ended early".into())),
+            None => Ok(frames.load(Ordering::Relaxed)),
+        }
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
 impl MediaSession {
     /// Builds the pipeline and sets it PLAYING. webrtcbin then asks for
     /// negotiation once the payloader's caps are known.
@@ -153,28 +248,7 @@ impl MediaSession {
             }
         });
 
-        let mut chain = Vec::new();
-        for step in &plan.steps {
-            let element = match step {
-                Step::Element(element_plan) => {
-                    let element = make(&element_plan.factory)?;
-                    for (key, value) in &element_plan.properties {
-                        set_str_property(&element, key, value)?;
-                    }
-                    element
-                }
-                Step::Caps(caps) => {
-                    let caps: gst::Caps = caps
-                        .parse()
-                        .map_err(|_| MediaError::BadCaps(caps.clone()))?;
-                    gst::ElementFactory::make("capsfilter")
-                        .property("caps", &caps)
-                        .build()
-                        .map_err(|_| MediaError::MissingElement("capsfilter".into()))?
-                }
-            };
-            chain.push(element);
-        }
+        let chain = build_chain(&plan.steps)?;
         session.encoder_src = chain
             .iter()
             .find(|element| {
@@ -209,11 +283,7 @@ impl MediaSession {
         pipeline
             .add_many(chain.iter().chain(std::iter::once(webrtcbin)))
             .map_err(|err| MediaError::Glib(err.to_string()))?;
-        for pair in chain.windows(2) {
-            pair[0].link(&pair[1]).map_err(|_| {
-                MediaError::Link(pair[0].name().to_string(), pair[1].name().to_string())
-            })?;
-        }
+        link_chain(&chain)?;
         let last = chain
             .last()
             .ok_or_else(|| MediaError::Start("empty pipeline plan".into()))?;
@@ -490,4 +560,11 @@ pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), M
 /// Whether an element factory exists in this installation.
 pub fn factory_exists(name: &str) -> bool {
     gst::ElementFactory::find(name).is_some()
+}
+
+/// The GStreamer version of the installed library, if it initialises.
+pub fn runtime_version() -> Option<String> {
+    gst::init().ok()?;
+    let (major, minor, micro, _) = gst::version();
+    Some(format!("{major}.{minor}.{micro}"))
 }

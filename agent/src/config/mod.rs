@@ -14,6 +14,14 @@ use serde::Deserialize;
 
 use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
 
+pub mod layers;
+
+use layers::{Layered, Origin};
+
+/// The systemd credential (`LoadCredential=device-token:...`) that holds
+/// the token when the agent runs as a service.
+pub const CREDENTIAL_NAME: &str = "device-token";
+
 /// The environment variable of the product plan's rollout flag.
 pub const SIMPLE_STREAMING_ENV: &str = "SIMPLE_STREAMING";
 
@@ -34,6 +42,21 @@ pub enum ConfigError {
     },
     #[error("config key `{key}` is required")]
     Missing { key: &'static str },
+    #[error("{source_name}: {message}")]
+    Override {
+        source_name: String,
+        message: String,
+    },
+    #[error("{origin}: {error}")]
+    Located {
+        origin: String,
+        error: Box<ConfigError>,
+    },
+    #[error(
+        "no device token: set control_plane.token_file, or run under systemd with \
+         LoadCredential={CREDENTIAL_NAME}:<path>"
+    )]
+    NoToken,
     #[error("cannot read the device token file {path}: {source}")]
     TokenRead {
         path: PathBuf,
@@ -174,7 +197,8 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ControlPlaneSettings {
     pub url: url::Url,
-    pub token_file: PathBuf,
+    /// `None` when the token comes from a systemd credential only.
+    pub token_file: Option<PathBuf>,
     pub socket_path: String,
     pub namespace: String,
     pub request_timeout: Duration,
@@ -286,9 +310,7 @@ impl Settings {
                 reason: "must be an http:// or https:// URL with a host".into(),
             });
         }
-        let token_file = cp.token_file.ok_or(ConfigError::Missing {
-            key: "control_plane.token_file",
-        })?;
+        let token_file = cp.token_file;
         let socket_path = cp.socket_path.unwrap_or_else(|| "/socket.io/".into());
         if !socket_path.starts_with('/') {
             return Err(ConfigError::Invalid {
@@ -468,11 +490,175 @@ impl Settings {
         })
     }
 
-    /// Reads, parses and validates a config file and checks the rollout flag.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Loads every layer (file, drop-ins, environment, `--set` flags),
+    /// checks the rollout flag and validates. Validation errors say where
+    /// the offending value was set.
+    pub fn load(config: &Path, overrides: &[String]) -> Result<Loaded, ConfigError> {
         check_simple_streaming(std::env::var(SIMPLE_STREAMING_ENV).ok().as_deref())?;
-        Self::from_raw(RawConfig::load(path)?)
+        Self::load_from(config, std::env::vars(), overrides)
     }
+
+    /// [`Settings::load`] with an explicit environment.
+    pub fn load_from(
+        config: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Loaded, ConfigError> {
+        let layered = layers::load(config, env, overrides)?;
+        let settings = Self::from_raw(layered.raw()?).map_err(|error| {
+            let key = match &error {
+                ConfigError::Invalid { key, .. } => Some(*key),
+                _ => None,
+            };
+            match key.map(|key| layered.origin(key)) {
+                Some(origin) if origin != Origin::Default => ConfigError::Located {
+                    origin: origin.to_string(),
+                    error: Box::new(error),
+                },
+                _ => error,
+            }
+        })?;
+        Ok(Loaded { settings, layered })
+    }
+
+    /// Where the device token is read from: the systemd credential when
+    /// present, else `control_plane.token_file`.
+    pub fn token_path(&self, credentials_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = credentials_dir {
+            let credential = dir.join(CREDENTIAL_NAME);
+            if credential.is_file() {
+                return Ok(credential);
+            }
+        }
+        self.control_plane
+            .token_file
+            .clone()
+            .ok_or(ConfigError::NoToken)
+    }
+
+    /// Reads the token from [`Settings::token_path`], using the process's
+    /// `CREDENTIALS_DIRECTORY`.
+    pub fn read_token(&self) -> Result<Secret, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        read_token(&self.token_path(credentials.as_deref())?)
+    }
+}
+
+impl Settings {
+    /// Every setting as `(section.key, TOML value)`, defaults included, for
+    /// `check-config`. TURN URLs may carry credentials and are redacted.
+    pub fn effective(&self) -> Vec<(&'static str, String)> {
+        fn quoted(text: &str) -> String {
+            toml::Value::String(text.to_owned()).to_string()
+        }
+        fn duration(value: Duration) -> String {
+            quoted(&humantime::format_duration(value).to_string())
+        }
+        fn list(items: impl Iterator<Item = String>) -> String {
+            format!("[{}]", items.collect::<Vec<_>>().join(", "))
+        }
+        let cp = &self.control_plane;
+        let (source, device) = match &self.camera.source {
+            SourceKind::Test => ("test", None),
+            SourceKind::V4l2 { device } => ("v4l2", Some(device)),
+        };
+        let mut entries = vec![
+            ("control_plane.url", quoted(cp.url.as_str())),
+            (
+                "control_plane.token_file",
+                cp.token_file
+                    .as_ref()
+                    .map(|path| quoted(&path.display().to_string()))
+                    .unwrap_or_else(|| "(unset: systemd credential)".into()),
+            ),
+            ("control_plane.socket_path", quoted(&cp.socket_path)),
+            ("control_plane.namespace", quoted(&cp.namespace)),
+            (
+                "control_plane.request_timeout",
+                duration(cp.request_timeout),
+            ),
+            ("control_plane.reconnect_max", duration(cp.reconnect_max)),
+            ("camera.source", quoted(source)),
+        ];
+        if let Some(device) = device {
+            entries.push(("camera.device", quoted(&device.display().to_string())));
+        }
+        let capture = self.camera.capture;
+        entries.extend([
+            ("camera.width", capture.width.to_string()),
+            ("camera.height", capture.height.to_string()),
+            ("camera.framerate", capture.framerate.to_string()),
+            (
+                "encoder.kind",
+                quoted(match self.encoder.choice {
+                    EncoderChoice::Auto => "auto",
+                    EncoderChoice::Only(kind) => kind.factory(),
+                }),
+            ),
+            (
+                "encoder.bitrate_kbps",
+                self.encoder.settings.bitrate_kbps.to_string(),
+            ),
+            (
+                "encoder.keyframe_interval",
+                self.encoder.settings.keyframe_interval.to_string(),
+            ),
+            (
+                "session.answer_timeout",
+                duration(self.session.answer_timeout),
+            ),
+            (
+                "session.max_sessions",
+                self.session.max_sessions.to_string(),
+            ),
+            ("session.ice_timeout", duration(self.session.ice_timeout)),
+            (
+                "session.ice_disconnect_grace",
+                duration(self.session.ice_disconnect_grace),
+            ),
+            (
+                "session.max_duration",
+                self.session
+                    .max_duration
+                    .map(duration)
+                    .unwrap_or_else(|| "(none)".into()),
+            ),
+            (
+                "session.signaling_grace",
+                duration(self.session.signaling_grace),
+            ),
+            (
+                "webrtc.stun_servers",
+                list(self.webrtc.stun_servers.iter().map(|url| quoted(url))),
+            ),
+            (
+                "webrtc.turn_servers",
+                list(
+                    self.webrtc
+                        .turn_servers
+                        .iter()
+                        .map(|_| quoted("<redacted>")),
+                ),
+            ),
+            (
+                "webrtc.local_addresses",
+                list(
+                    self.webrtc
+                        .local_addresses
+                        .iter()
+                        .map(|address| quoted(&address.to_string())),
+                ),
+            ),
+        ]);
+        entries
+    }
+}
+
+/// Validated settings with the layers they came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub layered: Layered,
 }
 
 /// The `SIMPLE_STREAMING` rollout flag: on (the default) selects WebRTC.
@@ -666,6 +852,46 @@ mod tests {
             check_simple_streaming(Some("maybe")),
             Err(ConfigError::BadFlag { .. })
         ));
+    }
+
+    #[test]
+    fn a_systemd_credential_wins_over_the_token_file() {
+        let dir = std::env::temp_dir().join(format!("ca-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = settings(MINIMAL).unwrap();
+        assert_eq!(
+            s.token_path(Some(&dir)).unwrap(),
+            PathBuf::from("/etc/camera-agent/device-token")
+        );
+        std::fs::write(dir.join(CREDENTIAL_NAME), "t").unwrap();
+        assert_eq!(s.token_path(Some(&dir)).unwrap(), dir.join(CREDENTIAL_NAME));
+        let without_file = settings("[control_plane]\nurl = \"https://a.example\"\n").unwrap();
+        assert!(matches!(
+            without_file.token_path(None),
+            Err(ConfigError::NoToken)
+        ));
+        assert!(without_file.token_path(Some(&dir)).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn effective_settings_list_every_key_and_redact_turn() {
+        let s = settings(&format!(
+            "{MINIMAL}\n[webrtc]\nturn_servers = [\"turn://u:hunter2@t.example:3478\"]\n"
+        ))
+        .unwrap();
+        let entries = s.effective();
+        assert!(
+            entries
+                .iter()
+                .any(|(key, _)| *key == "session.signaling_grace")
+        );
+        let turn = entries
+            .iter()
+            .find(|(key, _)| *key == "webrtc.turn_servers")
+            .unwrap();
+        assert!(!turn.1.contains("hunter2"), "{}", turn.1);
+        assert!(turn.1.contains("<redacted>"));
     }
 
     #[test]
