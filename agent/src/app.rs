@@ -82,14 +82,11 @@ fn spawn_signal_listener(
 pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
     let token = settings.read_token()?;
     init_gstreamer()?;
-    let plan = hw::PipelinePlan::build(
-        &settings.camera.source,
-        settings.camera.capture,
-        settings.encoder.choice,
-        settings.encoder.settings,
-        factory_exists,
-    )?;
+    let plan = plan_for(&settings)?;
     preload(plan.factories())?;
+    for reason in &plan.reasons {
+        info!(%reason, "plan");
+    }
     info!(plan = %plan, "media pipeline planned");
     let identity = DtlsIdentity::generate()?;
     info!(
@@ -168,6 +165,27 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
     }
     info!("stopped");
     Ok(())
+}
+
+/// Probes the board and (unless the test pattern is configured) the
+/// cameras, and plans the session pipeline. GStreamer must be initialised.
+pub fn plan_for(settings: &Settings) -> Result<hw::PipelinePlan, hw::PlanError> {
+    let board = hw::board::detect(std::path::Path::new("/"));
+    let cameras = match settings.camera.source {
+        hw::SourceKind::Test => Vec::new(),
+        _ => crate::probe::cameras(),
+    };
+    hw::PipelinePlan::build(
+        hw::PlanInput {
+            source: &settings.camera.source,
+            capture: settings.camera.capture,
+            encoder: settings.encoder.choice,
+            settings: settings.encoder.settings,
+            board: board.family,
+            cameras: &cameras,
+        },
+        factory_exists,
+    )
 }
 
 /// `GET /devices/me` until it answers; `None` if shutdown came first.

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Secret, Settings};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SignalingEvent, SocketSettings};
-use crate::media::pipeline::{factory_exists, init_gstreamer, test_encode};
+use crate::media::pipeline::{init_gstreamer, test_encode};
 
 /// One failed step: what is wrong and what to try.
 #[derive(Clone)]
@@ -113,19 +113,17 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
     report.step("camera", check_camera(&settings));
     let plan = match init_gstreamer() {
         Err(err) => Err(fail(err, "install GStreamer 1.22 with the base, good, bad and ugly plugins")),
-        Ok(()) => hw::PipelinePlan::build(
-            &settings.camera.source,
-            settings.camera.capture,
-            settings.encoder.choice,
-            settings.encoder.settings,
-            factory_exists,
-        )
-        .map_err(|err| fail(err, "set encoder.kind to one that is available, or install its plugin (x264enc: gstreamer1.0-plugins-ugly)")),
+        Ok(()) => crate::app::plan_for(&settings)
+        .map_err(|err| fail(err, "set encoder.kind to one that is available, or install its plugin (x264enc: gstreamer1.0-plugins-ugly); `camera-agent probe` shows what exists")),
     };
     let plan_ok = report.step(
         "encoder",
         plan.as_ref()
-            .map(|plan| plan.encoder.factory().to_string())
+            .map(|plan| {
+                plan.encoder
+                    .map(|kind| kind.factory().to_string())
+                    .unwrap_or_else(|| "none: the camera's H.264 is passed through".into())
+            })
             .map_err(Failure::clone),
     );
     let capture = settings.camera.capture;
@@ -311,6 +309,24 @@ async fn check_socket(settings: &Settings, token: Secret) -> Result<String, Fail
 fn check_camera(settings: &Settings) -> Result<String, Failure> {
     match &settings.camera.source {
         hw::SourceKind::Test => Ok("test pattern (no camera needed)".into()),
+        hw::SourceKind::Auto | hw::SourceKind::Libcamera { .. } => {
+            if let Err(err) = crate::media::pipeline::init_gstreamer() {
+                return Err(fail(err, "install GStreamer 1.22"));
+            }
+            let cameras = crate::probe::cameras();
+            let wanted_libcamera =
+                matches!(settings.camera.source, hw::SourceKind::Libcamera { .. });
+            cameras
+                .iter()
+                .find(|camera| camera.usable() && (!wanted_libcamera || camera.api == hw::CameraApi::Libcamera))
+                .map(|camera| format!("{} found", camera.name))
+                .ok_or_else(|| {
+                    fail(
+                        format!("no usable camera found ({} device(s) seen)", cameras.len()),
+                        "plug the camera in (for a Pi camera module: install gstreamer1.0-libcamera); `camera-agent probe` lists what is seen",
+                    )
+                })
+        }
         hw::SourceKind::V4l2 { device } => {
             if !device.exists() {
                 return Err(fail(

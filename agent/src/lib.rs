@@ -14,5 +14,6 @@ pub mod doctor;
 pub mod logging;
 pub mod media;
 pub mod memory;
+pub mod probe;
 pub mod session;
 pub mod supervisor;

@@ -62,6 +62,19 @@ enum Command {
     /// Exits 0 when every check passes, 1 otherwise.
     /// Example: camera-agent doctor
     Doctor(ConfigArgs),
+    /// Show the board, cameras (with their formats), the H.264 encoders
+    /// installed, and the pipeline `auto` would choose and why. Needs no
+    /// configuration and no network.
+    ///
+    /// Example: camera-agent probe --json
+    Probe {
+        /// Print stable JSON instead of the readable report.
+        #[arg(long)]
+        json: bool,
+        /// Plan for this configuration instead of `auto` at 1280x720@30.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn print_error_chain(error: &dyn std::error::Error) {
@@ -107,6 +120,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match command {
         Command::CheckConfig(args) => check_config(&args),
+        Command::Probe { json, config } => probe(json, config.as_deref()),
         Command::Doctor(args) => {
             let passed = runtime().map(|runtime| {
                 runtime.block_on(camera_agent::doctor::run(
@@ -146,6 +160,80 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
+    let settings = match config.map(|path| Settings::load(path, &[])) {
+        Some(Ok(loaded)) => Some(loaded.settings),
+        Some(Err(err)) => {
+            print_error_chain(&err);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        None => None,
+    };
+    let found = match camera_agent::probe::probe(std::path::Path::new("/")) {
+        Ok(found) => found,
+        Err(err) => {
+            print_error_chain(&err);
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = settings
+        .as_ref()
+        .map(|settings| settings.camera.source.clone())
+        .unwrap_or(hw::SourceKind::Auto);
+    let capture = settings
+        .as_ref()
+        .map(|settings| settings.camera.capture)
+        .unwrap_or(hw::CaptureSpec {
+            width: 1280,
+            height: 720,
+            framerate: 30,
+        });
+    let encoder = settings
+        .as_ref()
+        .map(|settings| settings.encoder)
+        .unwrap_or(camera_agent::config::EncoderConfig {
+            choice: hw::EncoderChoice::Auto,
+            settings: hw::EncoderSettings {
+                bitrate_kbps: 2000,
+                keyframe_interval: 60,
+            },
+        });
+    let plan = hw::PipelinePlan::build(
+        hw::PlanInput {
+            source: &source,
+            capture,
+            encoder: encoder.choice,
+            settings: encoder.settings,
+            board: found.board.family,
+            cameras: &found.cameras,
+        },
+        camera_agent::media::pipeline::factory_exists,
+    );
+    if json {
+        let plan_json = match &plan {
+            Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),
+            Err(err) => serde_json::json!({ "error": err.to_string() }),
+        };
+        let report = serde_json::json!({
+            "board": found.board,
+            "gstreamer": found.gstreamer,
+            "cameras": found.cameras,
+            "encoders": found.encoders,
+            "plan": plan_json,
+        });
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", found.report(&plan));
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config(args: &ConfigArgs) -> ExitCode {

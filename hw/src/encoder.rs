@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-use crate::plan::ElementPlan;
+use crate::board::BoardFamily;
+use crate::plan::{CaptureSpec, ElementPlan};
 
 /// An H.264 encoder element the agent can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +19,14 @@ use crate::plan::ElementPlan;
 pub enum EncoderKind {
     /// The Raspberry Pi (up to 4) hardware encoder behind the V4L2 M2M API.
     V4l2H264Enc,
+    /// NVIDIA Jetson's hardware encoder.
+    NvV4l2H264Enc,
+    /// Rockchip's MPP hardware encoder.
+    MppH264Enc,
+    /// Intel/AMD VA-API, the `va` plugin of GStreamer 1.22.
+    VaH264Enc,
+    /// Intel/AMD VA-API, the older gstreamer-vaapi plugin.
+    VaapiH264Enc,
     /// libx264, tuned for zero latency.
     X264Enc,
     /// Cisco's OpenH264, constrained baseline only.
@@ -27,10 +36,12 @@ pub enum EncoderKind {
 /// What the configuration asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum EncoderChoice {
-    /// The best encoder that exists in this GStreamer installation.
+    /// The best encoder for this board that exists in this installation.
     Auto,
     /// Exactly this encoder; its absence is an error.
     Only(EncoderKind),
+    /// No encoder: send the camera's own H.264.
+    Passthrough,
 }
 
 /// Rate control and GOP settings that every encoder receives.
@@ -42,18 +53,40 @@ pub struct EncoderSettings {
 }
 
 impl EncoderKind {
-    /// Preference order: hardware first, then the cheapest good software
-    /// encoder, then the one that is always licensable.
-    pub const PREFERENCE: [EncoderKind; 3] = [
+    pub const ALL: [EncoderKind; 7] = [
         EncoderKind::V4l2H264Enc,
+        EncoderKind::NvV4l2H264Enc,
+        EncoderKind::MppH264Enc,
+        EncoderKind::VaH264Enc,
+        EncoderKind::VaapiH264Enc,
         EncoderKind::X264Enc,
         EncoderKind::OpenH264Enc,
     ];
+
+    /// The order `auto` tries on a board: its hardware encoder first, then
+    /// the cheapest good software encoder, then the always-licensable one.
+    /// The Pi 5 has no encoder block, so `v4l2h264enc` is never tried
+    /// there even if a stale plugin registry lists it.
+    pub fn preference(board: BoardFamily) -> &'static [EncoderKind] {
+        use EncoderKind::*;
+        match board {
+            BoardFamily::RaspberryPi => &[V4l2H264Enc, X264Enc, OpenH264Enc],
+            BoardFamily::RaspberryPi5 => &[X264Enc, OpenH264Enc],
+            BoardFamily::Jetson => &[NvV4l2H264Enc, X264Enc, OpenH264Enc],
+            BoardFamily::Rockchip => &[MppH264Enc, X264Enc, OpenH264Enc],
+            BoardFamily::X86 => &[VaH264Enc, VaapiH264Enc, X264Enc, OpenH264Enc],
+            BoardFamily::Unknown => &[V4l2H264Enc, X264Enc, OpenH264Enc],
+        }
+    }
 
     /// The GStreamer factory name.
     pub fn factory(self) -> &'static str {
         match self {
             EncoderKind::V4l2H264Enc => "v4l2h264enc",
+            EncoderKind::NvV4l2H264Enc => "nvv4l2h264enc",
+            EncoderKind::MppH264Enc => "mpph264enc",
+            EncoderKind::VaH264Enc => "vah264enc",
+            EncoderKind::VaapiH264Enc => "vaapih264enc",
             EncoderKind::X264Enc => "x264enc",
             EncoderKind::OpenH264Enc => "openh264enc",
         }
@@ -61,19 +94,33 @@ impl EncoderKind {
 
     /// Parses a factory name as written in the configuration.
     pub fn from_factory(name: &str) -> Option<Self> {
-        Self::PREFERENCE
-            .into_iter()
-            .find(|kind| kind.factory() == name)
+        Self::ALL.into_iter().find(|kind| kind.factory() == name)
     }
 
-    /// The raw format the encoder takes on its sink pad.
-    pub fn input_format(self) -> &'static str {
-        "I420"
+    pub fn is_hardware(self) -> bool {
+        !matches!(self, EncoderKind::X264Enc | EncoderKind::OpenH264Enc)
     }
 
-    /// The encoder element with its settings.
+    /// The converter in front of the encoder and the caps it must produce.
+    pub fn input(self) -> (&'static str, &'static str) {
+        match self {
+            // Jetson's encoder takes frames in NVMM memory from nvvidconv.
+            EncoderKind::NvV4l2H264Enc => {
+                ("nvvidconv", "video/x-raw(memory:NVMM),format=(string)NV12")
+            }
+            EncoderKind::MppH264Enc | EncoderKind::VaH264Enc | EncoderKind::VaapiH264Enc => {
+                ("videoconvert", "video/x-raw,format=(string)NV12")
+            }
+            EncoderKind::V4l2H264Enc | EncoderKind::X264Enc | EncoderKind::OpenH264Enc => {
+                ("videoconvert", "video/x-raw,format=(string)I420")
+            }
+        }
+    }
+
+    /// The encoder element with its settings for `capture`.
     pub fn element(self, settings: EncoderSettings) -> ElementPlan {
-        let bitrate_bps = u64::from(settings.bitrate_kbps) * 1000;
+        let bitrate_kbps = settings.bitrate_kbps.to_string();
+        let bitrate_bps = (u64::from(settings.bitrate_kbps) * 1000).to_string();
         let gop = settings.keyframe_interval.to_string();
         match self {
             EncoderKind::V4l2H264Enc => ElementPlan::new("v4l2h264enc").with(
@@ -86,14 +133,37 @@ impl EncoderKind {
                      repeat_sequence_header=1,h264_profile=1"
                 ),
             ),
+            EncoderKind::NvV4l2H264Enc => ElementPlan::new("nvv4l2h264enc")
+                .with("bitrate", bitrate_bps)
+                .with("iframeinterval", gop.clone())
+                .with("idrinterval", gop)
+                .with("insert-sps-pps", "true")
+                .with("profile", "0")
+                .with("control-rate", "1"),
+            EncoderKind::MppH264Enc => ElementPlan::new("mpph264enc")
+                .with("bps", bitrate_bps)
+                .with("gop", gop)
+                .with("profile", "66")
+                .with("rc-mode", "cbr")
+                .with("header-mode", "each-idr"),
+            EncoderKind::VaH264Enc => ElementPlan::new("vah264enc")
+                .with("bitrate", bitrate_kbps)
+                .with("key-int-max", gop)
+                .with("b-frames", "0")
+                .with("rate-control", "cbr"),
+            EncoderKind::VaapiH264Enc => ElementPlan::new("vaapih264enc")
+                .with("bitrate", bitrate_kbps)
+                .with("keyframe-period", gop)
+                .with("max-bframes", "0")
+                .with("rate-control", "cbr"),
             EncoderKind::X264Enc => ElementPlan::new("x264enc")
                 .with("tune", "zerolatency")
                 .with("speed-preset", "ultrafast")
-                .with("bitrate", settings.bitrate_kbps.to_string())
+                .with("bitrate", bitrate_kbps)
                 .with("key-int-max", gop)
                 .with("bframes", "0"),
             EncoderKind::OpenH264Enc => ElementPlan::new("openh264enc")
-                .with("bitrate", bitrate_bps.to_string())
+                .with("bitrate", bitrate_bps)
                 .with("gop-size", gop)
                 .with("rate-control", "bitrate")
                 .with("complexity", "low")
@@ -102,37 +172,58 @@ impl EncoderKind {
     }
 
     /// Caps forced right after the encoder. Constrained baseline is what
-    /// every browser and phone decodes; the Pi encoder also needs an explicit
-    /// level or it picks one the SDP does not announce.
-    pub fn output_caps(self) -> String {
+    /// every browser and phone decodes. The Pi encoder needs an explicit
+    /// level or it picks one the stream does not keep to; 3.1 covers 720p30,
+    /// 4 covers 1080p30. Encoders whose caps do not carry a profile get it
+    /// through their properties; h264parse then reads the real SPS, so the
+    /// offer's profile-level-id always describes the stream sent.
+    pub fn output_caps(self, capture: CaptureSpec) -> String {
         match self {
             EncoderKind::V4l2H264Enc => {
-                "video/x-h264,profile=(string)constrained-baseline,level=(string)3.1".into()
+                let level = if u64::from(capture.width) * u64::from(capture.height) <= 1280 * 720 {
+                    "3.1"
+                } else {
+                    "4"
+                };
+                format!("video/x-h264,profile=(string)constrained-baseline,level=(string){level}")
             }
-            EncoderKind::X264Enc | EncoderKind::OpenH264Enc => {
+            EncoderKind::NvV4l2H264Enc | EncoderKind::MppH264Enc => {
+                "video/x-h264,stream-format=(string)byte-stream".into()
+            }
+            EncoderKind::VaH264Enc
+            | EncoderKind::VaapiH264Enc
+            | EncoderKind::X264Enc
+            | EncoderKind::OpenH264Enc => {
                 "video/x-h264,profile=(string)constrained-baseline".into()
             }
         }
     }
 }
 
-/// Picks the encoder for `choice` among those `available` says exist.
+/// Picks the encoder for `choice` on `board` among those `available` says
+/// exist. Passthrough is not an encoder and is handled by the plan.
 pub fn choose_encoder(
     choice: EncoderChoice,
+    board: BoardFamily,
     available: impl Fn(&str) -> bool,
 ) -> Result<EncoderKind, crate::PlanError> {
-    let present: Vec<EncoderKind> = EncoderKind::PREFERENCE
+    let present: Vec<EncoderKind> = EncoderKind::ALL
         .into_iter()
         .filter(|kind| available(kind.factory()))
         .collect();
     let chosen = match choice {
-        EncoderChoice::Auto => present.first().copied(),
+        EncoderChoice::Auto => EncoderKind::preference(board)
+            .iter()
+            .copied()
+            .find(|kind| present.contains(kind)),
         EncoderChoice::Only(kind) => present.contains(&kind).then_some(kind),
+        EncoderChoice::Passthrough => None,
     };
     chosen.ok_or_else(|| crate::PlanError::EncoderUnavailable {
         wanted: match choice {
-            EncoderChoice::Auto => "any H.264 encoder".into(),
+            EncoderChoice::Auto => "any H.264 encoder for this board".into(),
             EncoderChoice::Only(kind) => kind.factory().into(),
+            EncoderChoice::Passthrough => "passthrough".into(),
         },
         available: present
             .iter()
@@ -149,37 +240,75 @@ mod tests {
         bitrate_kbps: 1500,
         keyframe_interval: 60,
     };
+    const P720: CaptureSpec = CaptureSpec {
+        width: 1280,
+        height: 720,
+        framerate: 30,
+    };
+    const P1080: CaptureSpec = CaptureSpec {
+        width: 1920,
+        height: 1080,
+        framerate: 30,
+    };
 
     #[test]
-    fn auto_prefers_hardware_then_x264() {
+    fn auto_follows_the_board() {
+        let all = |_: &str| true;
+        let cases = [
+            (BoardFamily::RaspberryPi, EncoderKind::V4l2H264Enc),
+            (BoardFamily::RaspberryPi5, EncoderKind::X264Enc),
+            (BoardFamily::Jetson, EncoderKind::NvV4l2H264Enc),
+            (BoardFamily::Rockchip, EncoderKind::MppH264Enc),
+            (BoardFamily::X86, EncoderKind::VaH264Enc),
+            (BoardFamily::Unknown, EncoderKind::V4l2H264Enc),
+        ];
+        for (board, expected) in cases {
+            assert_eq!(
+                choose_encoder(EncoderChoice::Auto, board, all).unwrap(),
+                expected,
+                "{board:?}"
+            );
+        }
+        // Software fallbacks.
         assert_eq!(
-            choose_encoder(EncoderChoice::Auto, |_| true).unwrap(),
-            EncoderKind::V4l2H264Enc
-        );
-        assert_eq!(
-            choose_encoder(EncoderChoice::Auto, |name| name != "v4l2h264enc").unwrap(),
+            choose_encoder(EncoderChoice::Auto, BoardFamily::RaspberryPi, |name| name
+                != "v4l2h264enc")
+            .unwrap(),
             EncoderKind::X264Enc
         );
         assert_eq!(
-            choose_encoder(EncoderChoice::Auto, |name| name == "openh264enc").unwrap(),
+            choose_encoder(EncoderChoice::Auto, BoardFamily::X86, |name| name
+                == "openh264enc")
+            .unwrap(),
             EncoderKind::OpenH264Enc
         );
     }
 
     #[test]
-    fn missing_explicit_encoder_names_what_exists() {
-        let err = choose_encoder(EncoderChoice::Only(EncoderKind::V4l2H264Enc), |name| {
-            name == "x264enc"
+    fn a_pi5_never_picks_the_v4l2_encoder_it_does_not_have() {
+        let err = choose_encoder(EncoderChoice::Auto, BoardFamily::RaspberryPi5, |name| {
+            name == "v4l2h264enc"
         })
+        .unwrap_err();
+        assert!(err.to_string().contains("v4l2h264enc"), "{err}");
+    }
+
+    #[test]
+    fn missing_explicit_encoder_names_what_exists() {
+        let err = choose_encoder(
+            EncoderChoice::Only(EncoderKind::V4l2H264Enc),
+            BoardFamily::RaspberryPi,
+            |name| name == "x264enc",
+        )
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("v4l2h264enc"), "{text}");
-        assert!(text.contains("x264enc"), "{text}");
+        assert!(text.contains("available: x264enc"), "{text}");
     }
 
     #[test]
     fn no_encoder_at_all_is_an_error() {
-        let err = choose_encoder(EncoderChoice::Auto, |_| false).unwrap_err();
+        let err = choose_encoder(EncoderChoice::Auto, BoardFamily::X86, |_| false).unwrap_err();
         assert!(err.to_string().contains("none"), "{err}");
     }
 
@@ -191,6 +320,14 @@ mod tests {
         let openh264 = EncoderKind::OpenH264Enc.element(SETTINGS);
         assert_eq!(openh264.property("bitrate"), Some("1500000"));
         assert_eq!(openh264.property("gop-size"), Some("60"));
+        let nv = EncoderKind::NvV4l2H264Enc.element(SETTINGS);
+        assert_eq!(nv.property("bitrate"), Some("1500000"));
+        assert_eq!(nv.property("insert-sps-pps"), Some("true"));
+        let mpp = EncoderKind::MppH264Enc.element(SETTINGS);
+        assert_eq!(mpp.property("bps"), Some("1500000"));
+        assert_eq!(mpp.property("header-mode"), Some("each-idr"));
+        let va = EncoderKind::VaH264Enc.element(SETTINGS);
+        assert_eq!(va.property("bitrate"), Some("1500"));
         let pi = EncoderKind::V4l2H264Enc.element(SETTINGS);
         let controls = pi.property("extra-controls").unwrap();
         assert!(controls.contains("video_bitrate=1500000"), "{controls}");
@@ -199,11 +336,27 @@ mod tests {
     }
 
     #[test]
-    fn every_encoder_is_constrained_baseline() {
-        for kind in EncoderKind::PREFERENCE {
-            assert!(kind.output_caps().contains("constrained-baseline"));
+    fn the_pi_level_follows_the_size() {
+        assert!(
+            EncoderKind::V4l2H264Enc
+                .output_caps(P720)
+                .contains("level=(string)3.1")
+        );
+        assert!(
+            EncoderKind::V4l2H264Enc
+                .output_caps(P1080)
+                .contains("level=(string)4")
+        );
+    }
+
+    #[test]
+    fn every_encoder_has_a_name_an_input_and_caps() {
+        for kind in EncoderKind::ALL {
             assert_eq!(EncoderKind::from_factory(kind.factory()), Some(kind));
+            assert!(kind.output_caps(P720).starts_with("video/x-h264"));
+            assert!(kind.input().1.contains("video/x-raw"));
         }
         assert_eq!(EncoderKind::from_factory("nvh264enc"), None);
+        assert!(EncoderKind::NvV4l2H264Enc.input().1.contains("NVMM"));
     }
 }

@@ -7,8 +7,12 @@
 //! unit tests and turned into a pipeline by the media code. Keeping it plain
 //! data means every encoder quirk is tested here without GStreamer.
 
+pub mod board;
+pub mod camera;
 pub mod encoder;
 pub mod plan;
 
+pub use board::{Board, BoardFamily};
+pub use camera::{Camera, CameraApi, CameraMode, PixelKind};
 pub use encoder::{EncoderChoice, EncoderKind, EncoderSettings};
-pub use plan::{CaptureSpec, ElementPlan, PipelinePlan, PlanError, SourceKind, Step};
+pub use plan::{CaptureSpec, ElementPlan, PipelinePlan, PlanError, PlanInput, SourceKind, Step};

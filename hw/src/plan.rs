@@ -6,19 +6,26 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::encoder::{EncoderChoice, EncoderSettings, choose_encoder};
+use crate::board::BoardFamily;
+use crate::camera::{Camera, CameraApi, CameraMode, PixelKind};
+use crate::encoder::{EncoderChoice, EncoderKind, EncoderSettings, choose_encoder};
 
 /// RTP payload type used for H.264 in the offer.
 pub const H264_PAYLOAD_TYPE: u8 = 96;
 
-/// Where frames come from.
+/// Where frames come from, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceKind {
     /// A live test pattern; needs no hardware.
     Test,
-    /// A V4L2 capture device that gives raw frames.
+    /// A V4L2 capture device (USB webcams, HDMI grabbers, legacy Pi stack).
     V4l2 { device: PathBuf },
+    /// A libcamera camera (Pi camera modules on Raspberry Pi OS Bookworm);
+    /// `camera` is libcamera's id, `None` for the first one.
+    Libcamera { camera: Option<String> },
+    /// The first usable camera the probe found.
+    Auto,
 }
 
 /// Size and rate of the captured video.
@@ -68,11 +75,14 @@ pub enum Step {
     Caps(String),
 }
 
-/// The whole chain up to (not including) webrtcbin.
+/// The whole chain up to (not including) webrtcbin, and why it is so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PipelinePlan {
-    pub encoder: crate::EncoderKind,
+    /// `None` when the camera's own H.264 is passed through.
+    pub encoder: Option<crate::EncoderKind>,
     pub steps: Vec<Step>,
+    /// One line per decision, for `probe` and the logs.
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,71 +95,276 @@ pub enum PlanError {
     },
     #[error("capture size {width}x{height} must be even in both dimensions for H.264 4:2:0")]
     OddSize { width: u32, height: u32 },
+    #[error("no usable camera found ({found})")]
+    NoCamera { found: String },
+    #[error("camera {camera} has no mode {wanted}; it offers: {available}")]
+    NoMode {
+        camera: String,
+        wanted: String,
+        available: String,
+    },
+    #[error(
+        "encoder.kind = \"passthrough\" needs a camera that delivers H.264 at {wanted}; {camera} offers: {available}"
+    )]
+    NoPassthrough {
+        camera: String,
+        wanted: String,
+        available: String,
+    },
+}
+
+/// Everything a plan is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub source: &'a SourceKind,
+    pub capture: CaptureSpec,
+    pub encoder: EncoderChoice,
+    pub settings: EncoderSettings,
+    pub board: BoardFamily,
+    /// What the probe found; may be empty (no probe, or no camera).
+    pub cameras: &'a [Camera],
+}
+
+/// The JPEG decoder for MJPEG cameras: the board's hardware one if present.
+fn jpeg_decoder(board: BoardFamily, available: &impl Fn(&str) -> bool) -> &'static str {
+    let hardware = match board {
+        BoardFamily::RaspberryPi => Some("v4l2jpegdec"),
+        BoardFamily::Jetson => Some("nvjpegdec"),
+        BoardFamily::Rockchip => Some("mppjpegdec"),
+        _ => None,
+    };
+    hardware.filter(|name| available(name)).unwrap_or("jpegdec")
+}
+
+fn mode_caps(pixels: &PixelKind, capture: CaptureSpec) -> String {
+    let size = format!(
+        "width=(int){},height=(int){},framerate=(fraction){}/1",
+        capture.width, capture.height, capture.framerate
+    );
+    match pixels {
+        PixelKind::Raw(format) => format!("video/x-raw,format=(string){format},{size}"),
+        PixelKind::Mjpeg => format!("image/jpeg,{size}"),
+        PixelKind::H264 => format!("video/x-h264,{size}"),
+        PixelKind::Bayer => format!("video/x-bayer,{size}"),
+    }
 }
 
 impl PipelinePlan {
     /// Plans the chain for a session.
     pub fn build(
-        source: &SourceKind,
-        capture: CaptureSpec,
-        encoder: EncoderChoice,
-        settings: EncoderSettings,
+        input: PlanInput<'_>,
         available: impl Fn(&str) -> bool,
     ) -> Result<Self, PlanError> {
+        let capture = input.capture;
         if !capture.width.is_multiple_of(2) || !capture.height.is_multiple_of(2) {
             return Err(PlanError::OddSize {
                 width: capture.width,
                 height: capture.height,
             });
         }
-        let encoder = choose_encoder(encoder, available)?;
+        let wanted = format!("{}x{}@{}", capture.width, capture.height, capture.framerate);
+        let mut reasons = Vec::new();
         let raw_caps = format!(
             "video/x-raw,width=(int){},height=(int){},framerate=(fraction){}/1",
             capture.width, capture.height, capture.framerate
         );
-        let source_element = match source {
-            SourceKind::Test => ElementPlan::new("videotestsrc")
-                .with("is-live", "true")
-                .with("pattern", "smpte"),
-            SourceKind::V4l2 { device } => {
-                ElementPlan::new("v4l2src").with("device", device.display().to_string())
+
+        // Which camera, if any, and what it will deliver.
+        let camera: Option<&Camera> = match input.source {
+            SourceKind::Test => None,
+            SourceKind::V4l2 { device } => input
+                .cameras
+                .iter()
+                .find(|camera| camera.device.as_deref() == Some(device.as_path())),
+            SourceKind::Libcamera { camera: id } => input.cameras.iter().find(|camera| {
+                camera.api == CameraApi::Libcamera
+                    && id
+                        .as_ref()
+                        .is_none_or(|id| camera.camera_id.as_ref() == Some(id))
+            }),
+            SourceKind::Auto => {
+                // libcamera first: a Pi camera's V4L2 node gives only Bayer.
+                let mut usable: Vec<&Camera> = input
+                    .cameras
+                    .iter()
+                    .filter(|camera| camera.usable())
+                    .collect();
+                usable.sort_by_key(|camera| camera.api != CameraApi::Libcamera);
+                Some(usable.first().copied().ok_or_else(|| PlanError::NoCamera {
+                    found: if input.cameras.is_empty() {
+                        "the probe found none".into()
+                    } else {
+                        format!("{} found, none usable without an ISP", input.cameras.len())
+                    },
+                })?)
             }
         };
-        let steps = vec![
-            Step::Element(source_element),
-            Step::Caps(raw_caps),
-            // Drop rather than queue when the encoder falls behind: latency
-            // matters more than every frame for a live view.
-            Step::Element(
-                ElementPlan::new("queue")
-                    .with("max-size-buffers", "2")
-                    .with("max-size-bytes", "0")
-                    .with("max-size-time", "0")
-                    .with("leaky", "downstream"),
+        let passthrough_wanted = input.encoder == EncoderChoice::Passthrough;
+        let mode: Option<&CameraMode> = match camera {
+            None => None,
+            Some(camera) if passthrough_wanted => Some(camera.h264_mode(capture).ok_or_else(
+                || PlanError::NoPassthrough {
+                    camera: camera.name.clone(),
+                    wanted: wanted.clone(),
+                    available: camera.modes_summary(),
+                },
+            )?),
+            Some(camera) if camera.modes.is_empty() => None,
+            Some(camera) => Some(
+                camera
+                    .choose_mode(capture)
+                    .ok_or_else(|| PlanError::NoMode {
+                        camera: camera.name.clone(),
+                        wanted: wanted.clone(),
+                        available: camera.modes_summary(),
+                    })?,
             ),
-            Step::Element(ElementPlan::new("videoconvert")),
-            Step::Caps(format!(
-                "video/x-raw,format=(string){}",
-                encoder.input_format()
-            )),
-            Step::Element(encoder.element(settings)),
-            Step::Caps(encoder.output_caps()),
-            // config-interval=-1: SPS/PPS in front of every IDR, so a
-            // keyframe alone is always decodable.
-            Step::Element(ElementPlan::new("h264parse").with("config-interval", "-1")),
-            Step::Element(
-                ElementPlan::new("rtph264pay")
-                    .with("config-interval", "-1")
-                    .with("aggregate-mode", "zero-latency")
-                    .with("pt", H264_PAYLOAD_TYPE.to_string())
-                    .with("mtu", "1200"),
-            ),
-            Step::Caps(format!(
-                "application/x-rtp,media=(string)video,encoding-name=(string)H264,\
-                 payload=(int){H264_PAYLOAD_TYPE},clock-rate=(int)90000"
-            )),
-        ];
-        Ok(Self { encoder, steps })
+        };
+        if passthrough_wanted && camera.is_none() {
+            return Err(PlanError::NoPassthrough {
+                camera: "the configured source".into(),
+                wanted,
+                available: "no probed H.264 mode".into(),
+            });
+        }
+
+        let mut steps = Vec::new();
+        match (input.source, camera) {
+            (SourceKind::Test, _) => {
+                steps.push(Step::Element(
+                    ElementPlan::new("videotestsrc")
+                        .with("is-live", "true")
+                        .with("pattern", "smpte"),
+                ));
+                steps.push(Step::Caps(raw_caps.clone()));
+                reasons.push("source: test pattern".into());
+            }
+            (SourceKind::V4l2 { device }, None) => {
+                steps.push(Step::Element(
+                    ElementPlan::new("v4l2src").with("device", device.display().to_string()),
+                ));
+                steps.push(Step::Caps(raw_caps.clone()));
+                reasons.push(format!(
+                    "source: {} (not seen by the probe; assuming raw frames)",
+                    device.display()
+                ));
+            }
+            (SourceKind::Libcamera { camera: id }, None) => {
+                let mut element = ElementPlan::new("libcamerasrc");
+                if let Some(id) = id {
+                    element = element.with("camera-name", id.clone());
+                }
+                steps.push(Step::Element(element));
+                steps.push(Step::Caps(raw_caps.clone()));
+                reasons.push("source: libcamera (camera not seen by the probe)".into());
+            }
+            // Auto resolved to a camera above or returned NoCamera; kept as
+            // an error rather than a panic should that ever change.
+            (SourceKind::Auto, None) => {
+                return Err(PlanError::NoCamera {
+                    found: "the probe found none".into(),
+                });
+            }
+            (_, Some(camera)) => {
+                let element = match camera.api {
+                    CameraApi::V4l2 => ElementPlan::new("v4l2src").with(
+                        "device",
+                        camera
+                            .device
+                            .as_ref()
+                            .map(|path| path.display().to_string())
+                            .unwrap_or_default(),
+                    ),
+                    CameraApi::Libcamera => match &camera.camera_id {
+                        Some(id) => {
+                            ElementPlan::new("libcamerasrc").with("camera-name", id.clone())
+                        }
+                        None => ElementPlan::new("libcamerasrc"),
+                    },
+                };
+                steps.push(Step::Element(element));
+                match mode {
+                    Some(mode) => {
+                        steps.push(Step::Caps(mode_caps(&mode.pixels, capture)));
+                        reasons.push(format!(
+                            "source: {} ({wanted} as {})",
+                            camera.name, mode.pixels
+                        ));
+                        if mode.pixels == PixelKind::Mjpeg {
+                            let decoder = jpeg_decoder(input.board, &available);
+                            steps.push(Step::Element(ElementPlan::new(decoder)));
+                            reasons.push(format!("MJPEG decoded by {decoder}"));
+                        }
+                    }
+                    None => {
+                        steps.push(Step::Caps(raw_caps.clone()));
+                        reasons.push(format!(
+                            "source: {} (modes unknown; asking for raw {wanted})",
+                            camera.name
+                        ));
+                    }
+                }
+            }
+        }
+        // Drop rather than queue when downstream falls behind: latency
+        // matters more than every frame for a live view.
+        steps.push(Step::Element(
+            ElementPlan::new("queue")
+                .with("max-size-buffers", "2")
+                .with("max-size-bytes", "0")
+                .with("max-size-time", "0")
+                .with("leaky", "downstream"),
+        ));
+
+        let camera_h264 = mode.is_some_and(|mode| mode.pixels == PixelKind::H264);
+        let encoder = if camera_h264 {
+            reasons.push("encoder: none, the camera's own H.264 is passed through".into());
+            None
+        } else {
+            let kind = choose_encoder(input.encoder, input.board, &available)?;
+            let order: Vec<&str> = EncoderKind::preference(input.board)
+                .iter()
+                .map(|kind| kind.factory())
+                .collect();
+            reasons.push(format!(
+                "encoder: {} ({}; {:?} board prefers {})",
+                kind.factory(),
+                if kind.is_hardware() {
+                    "hardware"
+                } else {
+                    "software"
+                },
+                input.board,
+                order.join(" > ")
+            ));
+            let (converter, input_caps) = kind.input();
+            steps.push(Step::Element(ElementPlan::new(converter)));
+            steps.push(Step::Caps(input_caps.into()));
+            steps.push(Step::Element(kind.element(input.settings)));
+            steps.push(Step::Caps(kind.output_caps(capture)));
+            Some(kind)
+        };
+        // config-interval=-1: SPS/PPS in front of every IDR, so a keyframe
+        // alone is always decodable.
+        steps.push(Step::Element(
+            ElementPlan::new("h264parse").with("config-interval", "-1"),
+        ));
+        steps.push(Step::Element(
+            ElementPlan::new("rtph264pay")
+                .with("config-interval", "-1")
+                .with("aggregate-mode", "zero-latency")
+                .with("pt", H264_PAYLOAD_TYPE.to_string())
+                .with("mtu", "1200"),
+        ));
+        steps.push(Step::Caps(format!(
+            "application/x-rtp,media=(string)video,encoding-name=(string)H264,\
+             payload=(int){H264_PAYLOAD_TYPE},clock-rate=(int)90000"
+        )));
+        Ok(Self {
+            encoder,
+            steps,
+            reasons,
+        })
     }
 
     /// Every factory the plan needs, for availability checks and preloading.
@@ -191,31 +406,132 @@ impl fmt::Display for PipelinePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EncoderKind;
+    use crate::board::detect;
+    use crate::camera::{Camera, CameraApi, CameraMode, PixelKind};
+    use std::path::Path;
 
-    const CAPTURE: CaptureSpec = CaptureSpec {
-        width: 640,
-        height: 480,
-        framerate: 30,
-    };
     const SETTINGS: EncoderSettings = EncoderSettings {
         bitrate_kbps: 2000,
         keyframe_interval: 60,
     };
 
-    fn plan(source: SourceKind, available: &[&str]) -> Result<PipelinePlan, PlanError> {
-        PipelinePlan::build(&source, CAPTURE, EncoderChoice::Auto, SETTINGS, |name| {
-            available.contains(&name)
-        })
+    fn spec(width: u32, height: u32) -> CaptureSpec {
+        CaptureSpec {
+            width,
+            height,
+            framerate: 30,
+        }
+    }
+
+    fn board(name: &str) -> BoardFamily {
+        detect(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/boards")
+                .join(name),
+        )
+        .family
+    }
+
+    fn uvc(device: &str, modes: Vec<CameraMode>) -> Camera {
+        Camera {
+            api: CameraApi::V4l2,
+            name: "USB Camera".into(),
+            device: Some(device.into()),
+            camera_id: None,
+            driver: Some("uvcvideo".into()),
+            bus: Some("usb-1".into()),
+            modes,
+        }
+    }
+
+    fn mode(pixels: PixelKind, width: u32, height: u32) -> CameraMode {
+        CameraMode {
+            pixels,
+            width,
+            height,
+            framerates: vec![30, 15],
+        }
+    }
+
+    fn pi_camera() -> Vec<Camera> {
+        vec![
+            // The sensor's V4L2 node (unicam): Bayer only.
+            Camera {
+                api: CameraApi::V4l2,
+                name: "unicam".into(),
+                device: Some("/dev/video0".into()),
+                camera_id: None,
+                driver: Some("unicam".into()),
+                bus: Some("platform:fe801000.csi".into()),
+                modes: vec![mode(PixelKind::Bayer, 1920, 1080)],
+            },
+            Camera {
+                api: CameraApi::Libcamera,
+                name: "imx708".into(),
+                device: None,
+                camera_id: Some("/base/soc/i2c0mux/i2c@1/imx708@1a".into()),
+                driver: None,
+                bus: None,
+                modes: vec![
+                    mode(PixelKind::Raw("NV12".into()), 1280, 720),
+                    mode(PixelKind::Raw("NV12".into()), 1920, 1080),
+                ],
+            },
+        ]
+    }
+
+    fn plan(
+        source: SourceKind,
+        capture: CaptureSpec,
+        encoder: EncoderChoice,
+        board: BoardFamily,
+        cameras: &[Camera],
+        available: &[&str],
+    ) -> Result<PipelinePlan, PlanError> {
+        PipelinePlan::build(
+            PlanInput {
+                source: &source,
+                capture,
+                encoder,
+                settings: SETTINGS,
+                board,
+                cameras,
+            },
+            |name| available.contains(&name),
+        )
+    }
+
+    const EVERYTHING: &[&str] = &[
+        "v4l2h264enc",
+        "nvv4l2h264enc",
+        "mpph264enc",
+        "vah264enc",
+        "x264enc",
+        "openh264enc",
+        "v4l2jpegdec",
+        "nvjpegdec",
+        "mppjpegdec",
+        "jpegdec",
+    ];
+
+    fn factories(plan: &PipelinePlan) -> Vec<&str> {
+        plan.factories().collect()
     }
 
     #[test]
     fn test_source_with_x264_is_a_complete_chain() {
-        let plan = plan(SourceKind::Test, &["x264enc", "openh264enc"]).unwrap();
-        assert_eq!(plan.encoder, EncoderKind::X264Enc);
-        let factories: Vec<&str> = plan.factories().collect();
+        let plan = plan(
+            SourceKind::Test,
+            spec(640, 480),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &[],
+            &["x264enc", "openh264enc"],
+        )
+        .unwrap();
+        assert_eq!(plan.encoder, Some(EncoderKind::X264Enc));
         assert_eq!(
-            factories,
+            factories(&plan),
             [
                 "videotestsrc",
                 "queue",
@@ -236,37 +552,303 @@ mod tests {
     }
 
     #[test]
-    fn v4l2_source_names_the_device() {
+    fn pi4_with_a_csi_camera_uses_libcamera_and_the_hardware_encoder() {
         let plan = plan(
-            SourceKind::V4l2 {
-                device: "/dev/video2".into(),
-            },
-            &["v4l2h264enc", "x264enc"],
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("pi4"),
+            &pi_camera(),
+            EVERYTHING,
         )
         .unwrap();
-        assert_eq!(plan.encoder, EncoderKind::V4l2H264Enc);
-        match &plan.steps[0] {
-            Step::Element(element) => {
-                assert_eq!(element.factory, "v4l2src");
-                assert_eq!(element.property("device"), Some("/dev/video2"));
-            }
-            other => panic!("first step is {other:?}"),
+        assert_eq!(plan.encoder, Some(EncoderKind::V4l2H264Enc));
+        assert_eq!(factories(&plan)[0], "libcamerasrc");
+        let text = plan.to_string();
+        assert!(
+            text.contains("camera-name=/base/soc/i2c0mux/i2c@1/imx708@1a"),
+            "{text}"
+        );
+        assert!(text.contains("format=(string)NV12"), "{text}");
+        assert!(text.contains("level=(string)3.1"), "{text}");
+    }
+
+    #[test]
+    fn pi_zero_2w_and_pi3_pick_the_hardware_encoder_too() {
+        for name in ["pi-zero-2w", "pi3"] {
+            let plan = plan(
+                SourceKind::Auto,
+                spec(1280, 720),
+                EncoderChoice::Auto,
+                board(name),
+                &pi_camera(),
+                EVERYTHING,
+            )
+            .unwrap();
+            assert_eq!(plan.encoder, Some(EncoderKind::V4l2H264Enc), "{name}");
         }
-        assert!(plan.to_string().contains("level=(string)3.1"));
+    }
+
+    #[test]
+    fn pi5_with_a_usb_webcam_encodes_in_software_and_decodes_mjpeg() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![
+                mode(PixelKind::Raw("YUY2".into()), 640, 480),
+                mode(PixelKind::Mjpeg, 1280, 720),
+            ],
+        );
+        let plan = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("pi5"),
+            &[camera],
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(plan.encoder, Some(EncoderKind::X264Enc));
+        assert_eq!(
+            factories(&plan),
+            [
+                "v4l2src",
+                "jpegdec",
+                "queue",
+                "videoconvert",
+                "x264enc",
+                "h264parse",
+                "rtph264pay"
+            ]
+        );
+        assert!(plan.to_string().contains("image/jpeg,width=(int)1280"));
+    }
+
+    #[test]
+    fn a_pi4_decodes_mjpeg_in_hardware() {
+        let camera = uvc("/dev/video1", vec![mode(PixelKind::Mjpeg, 1280, 720)]);
+        let plan = plan(
+            SourceKind::V4l2 {
+                device: "/dev/video1".into(),
+            },
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("pi4"),
+            &[camera],
+            EVERYTHING,
+        )
+        .unwrap();
+        assert!(factories(&plan).contains(&"v4l2jpegdec"));
+    }
+
+    #[test]
+    fn jetson_uses_nvvidconv_and_its_encoder() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![mode(PixelKind::Raw("YUY2".into()), 1920, 1080)],
+        );
+        let plan = plan(
+            SourceKind::Auto,
+            spec(1920, 1080),
+            EncoderChoice::Auto,
+            board("jetson-orin-nano"),
+            &[camera],
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(plan.encoder, Some(EncoderKind::NvV4l2H264Enc));
+        assert_eq!(
+            factories(&plan),
+            [
+                "v4l2src",
+                "queue",
+                "nvvidconv",
+                "nvv4l2h264enc",
+                "h264parse",
+                "rtph264pay"
+            ]
+        );
+        assert!(plan.to_string().contains("memory:NVMM"));
+    }
+
+    #[test]
+    fn rockchip_uses_mpp() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![mode(PixelKind::Raw("NV12".into()), 1280, 720)],
+        );
+        let plan = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("rock5b"),
+            &[camera],
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(plan.encoder, Some(EncoderKind::MppH264Enc));
+        assert!(plan.to_string().contains("header-mode=each-idr"));
+    }
+
+    #[test]
+    fn x86_prefers_va_then_software() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![mode(PixelKind::Raw("YUY2".into()), 1280, 720)],
+        );
+        let cameras = [camera];
+        let with_va = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("x86-nuc"),
+            &cameras,
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(with_va.encoder, Some(EncoderKind::VaH264Enc));
+        let without = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            board("x86-nuc"),
+            &cameras,
+            &["x264enc"],
+        )
+        .unwrap();
+        assert_eq!(without.encoder, Some(EncoderKind::X264Enc));
+        assert!(
+            without
+                .reasons
+                .iter()
+                .any(|reason| reason.contains("software")),
+            "{:?}",
+            without.reasons
+        );
+    }
+
+    #[test]
+    fn a_camera_that_gives_h264_is_passed_through() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![
+                mode(PixelKind::H264, 1920, 1080),
+                mode(PixelKind::Raw("YUY2".into()), 640, 480),
+            ],
+        );
+        let cameras = [camera];
+        let plan1 = plan(
+            SourceKind::Auto,
+            spec(1920, 1080),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &cameras,
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(plan1.encoder, None);
+        assert_eq!(
+            factories(&plan1),
+            ["v4l2src", "queue", "h264parse", "rtph264pay"]
+        );
+        let explicit = plan(
+            SourceKind::Auto,
+            spec(1920, 1080),
+            EncoderChoice::Passthrough,
+            BoardFamily::X86,
+            &cameras,
+            EVERYTHING,
+        )
+        .unwrap();
+        assert_eq!(explicit.encoder, None);
+        let err = plan(
+            SourceKind::Auto,
+            spec(640, 480),
+            EncoderChoice::Passthrough,
+            BoardFamily::X86,
+            &cameras,
+            EVERYTHING,
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::NoPassthrough { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_size_names_what_the_camera_offers() {
+        let camera = uvc(
+            "/dev/video0",
+            vec![mode(PixelKind::Raw("YUY2".into()), 640, 480)],
+        );
+        let err = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &[camera],
+            EVERYTHING,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("1280x720@30"), "{text}");
+        assert!(text.contains("640x480 YUY2"), "{text}");
+    }
+
+    #[test]
+    fn auto_without_a_usable_camera_is_a_clear_error() {
+        let err = plan(
+            SourceKind::Auto,
+            spec(1280, 720),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &[],
+            EVERYTHING,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no usable camera"), "{err}");
+        let bayer_only = &pi_camera()[..1];
+        let err = plan(
+            SourceKind::Auto,
+            spec(1920, 1080),
+            EncoderChoice::Auto,
+            board("pi4"),
+            bayer_only,
+            EVERYTHING,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("none usable"), "{err}");
+    }
+
+    #[test]
+    fn an_unprobed_v4l2_device_is_asked_for_raw_frames() {
+        let plan = plan(
+            SourceKind::V4l2 {
+                device: "/dev/video9".into(),
+            },
+            spec(640, 480),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &[],
+            &["x264enc"],
+        )
+        .unwrap();
+        assert!(
+            plan.to_string()
+                .starts_with("v4l2src device=/dev/video9 ! video/x-raw")
+        );
     }
 
     #[test]
     fn odd_sizes_are_refused() {
-        let err = PipelinePlan::build(
-            &SourceKind::Test,
+        let err = plan(
+            SourceKind::Test,
             CaptureSpec {
                 width: 641,
                 height: 480,
                 framerate: 30,
             },
             EncoderChoice::Auto,
-            SETTINGS,
-            |_| true,
+            BoardFamily::X86,
+            &[],
+            EVERYTHING,
         )
         .unwrap_err();
         assert!(err.to_string().contains("641x480"), "{err}");
@@ -274,7 +856,15 @@ mod tests {
 
     #[test]
     fn no_encoder_fails_the_plan() {
-        let err = plan(SourceKind::Test, &[]).unwrap_err();
+        let err = plan(
+            SourceKind::Test,
+            spec(640, 480),
+            EncoderChoice::Auto,
+            BoardFamily::X86,
+            &[],
+            &[],
+        )
+        .unwrap_err();
         assert!(matches!(err, PlanError::EncoderUnavailable { .. }));
     }
 }

@@ -116,8 +116,9 @@ pub struct RawControlPlane {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCamera {
-    /// `v4l2` or `test`.
+    /// `auto` (first usable camera), `v4l2`, `libcamera` or `test`.
     pub source: Option<String>,
+    /// V4L2 device node; for `libcamera`, libcamera's camera id.
     pub device: Option<PathBuf>,
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -127,7 +128,7 @@ pub struct RawCamera {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEncoder {
-    /// `auto` or an element name (`v4l2h264enc`, `x264enc`, `openh264enc`).
+    /// `auto`, `passthrough` (the camera's own H.264) or an element name.
     pub kind: Option<String>,
     pub bitrate_kbps: Option<u32>,
     /// Frames between keyframes.
@@ -347,14 +348,19 @@ impl Settings {
         let cam = raw.camera;
         let source = match cam.source.as_deref().unwrap_or("v4l2") {
             "test" => SourceKind::Test,
+            "auto" => SourceKind::Auto,
             "v4l2" => SourceKind::V4l2 {
                 device: cam.device.unwrap_or_else(|| "/dev/video0".into()),
+            },
+            // For libcamera, `device` is libcamera's camera id (optional).
+            "libcamera" => SourceKind::Libcamera {
+                camera: cam.device.map(|id| id.display().to_string()),
             },
             other => {
                 return Err(ConfigError::Invalid {
                     key: "camera.source",
                     value: format!("{other:?}"),
-                    reason: "must be \"v4l2\" or \"test\"".into(),
+                    reason: "must be \"auto\", \"v4l2\", \"libcamera\" or \"test\"".into(),
                 });
             }
         };
@@ -381,15 +387,14 @@ impl Settings {
         let enc = raw.encoder;
         let choice = match enc.kind.as_deref().unwrap_or("auto") {
             "auto" => EncoderChoice::Auto,
+            "passthrough" => EncoderChoice::Passthrough,
             name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
                 ConfigError::Invalid {
                     key: "encoder.kind",
                     value: format!("{name:?}"),
                     reason: format!(
-                        "must be \"auto\" or one of {}",
-                        EncoderKind::PREFERENCE
-                            .map(|kind| kind.factory())
-                            .join(", ")
+                        "must be \"auto\", \"passthrough\" or one of {}",
+                        EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
                     ),
                 }
             })?),
@@ -560,7 +565,9 @@ impl Settings {
         let cp = &self.control_plane;
         let (source, device) = match &self.camera.source {
             SourceKind::Test => ("test", None),
-            SourceKind::V4l2 { device } => ("v4l2", Some(device)),
+            SourceKind::Auto => ("auto", None),
+            SourceKind::V4l2 { device } => ("v4l2", Some(device.display().to_string())),
+            SourceKind::Libcamera { camera } => ("libcamera", camera.clone()),
         };
         let mut entries = vec![
             ("control_plane.url", quoted(cp.url.as_str())),
@@ -581,7 +588,7 @@ impl Settings {
             ("camera.source", quoted(source)),
         ];
         if let Some(device) = device {
-            entries.push(("camera.device", quoted(&device.display().to_string())));
+            entries.push(("camera.device", quoted(&device)));
         }
         let capture = self.camera.capture;
         entries.extend([
@@ -592,6 +599,7 @@ impl Settings {
                 "encoder.kind",
                 quoted(match self.encoder.choice {
                     EncoderChoice::Auto => "auto",
+                    EncoderChoice::Passthrough => "passthrough",
                     EncoderChoice::Only(kind) => kind.factory(),
                 }),
             ),

@@ -77,8 +77,9 @@ pub struct MediaConfig {
 pub struct MediaSession {
     pipeline: gst::Pipeline,
     webrtcbin: gst::Element,
-    /// Where keyframe requests go in.
-    encoder_src: Option<gst::Pad>,
+    /// Where keyframe requests go in (they travel upstream to the encoder,
+    /// or to the camera when its H.264 is passed through).
+    keyframe_pad: Option<gst::Pad>,
     /// Streaming threads of this session only, so teardown can join them.
     pool: gst::TaskPool,
     stopped: bool,
@@ -118,6 +119,37 @@ fn make(factory: &str) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make(factory)
         .build()
         .map_err(|_| MediaError::MissingElement(factory.into()))
+}
+
+/// Viewers send PLI/FIR on every decode hiccup, and a keyframe costs many
+/// times a normal frame: pass at most one request per this interval.
+const KEYFRAME_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Drops upstream force-key-unit requests that follow the last passed one
+/// within [`KEYFRAME_REQUEST_INTERVAL`].
+fn limit_keyframe_requests(pad: &gst::Pad) {
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        let is_keyframe_request = info
+            .event()
+            .is_some_and(|event| gst_video::ForceKeyUnitEvent::is(event));
+        if !is_keyframe_request {
+            return gst::PadProbeReturn::Ok;
+        }
+        let now = std::time::Instant::now();
+        // Poisoning cannot leave an Option<Instant> inconsistent.
+        let mut last = last.lock().unwrap_or_else(|poison| poison.into_inner());
+        match *last {
+            Some(previous) if now.duration_since(previous) < KEYFRAME_REQUEST_INTERVAL => {
+                tracing::debug!("keyframe request dropped (rate limit)");
+                gst::PadProbeReturn::Drop
+            }
+            _ => {
+                *last = Some(now);
+                gst::PadProbeReturn::Ok
+            }
+        }
+    });
 }
 
 /// Makes the elements of `steps` (capsfilters for caps), not yet linked.
@@ -160,13 +192,13 @@ fn link_chain(chain: &[gst::Element]) -> Result<(), MediaError> {
 /// (no WebRTC), returning how many encoded frames came out: `doctor`'s
 /// proof that camera and encoder work at the configured size.
 pub fn test_encode(plan: &PipelinePlan, duration: std::time::Duration) -> Result<u64, MediaError> {
-    // Everything up to and including the encoder's output caps.
-    let encoder_at = plan
+    // Everything before the payloader: source, conversion, encoder, parser.
+    let payloader_at = plan
         .steps
         .iter()
-        .position(|step| matches!(step, Step::Element(element) if element.factory == plan.encoder.factory()))
-        .ok_or_else(|| MediaError::Start("plan has no encoder".into()))?;
-    let steps = &plan.steps[..(encoder_at + 2).min(plan.steps.len())];
+        .position(|step| matches!(step, Step::Element(element) if element.factory == "rtph264pay"))
+        .ok_or_else(|| MediaError::Start("plan has no payloader".into()))?;
+    let steps = &plan.steps[..payloader_at];
     let mut chain = build_chain(steps)?;
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
@@ -231,7 +263,7 @@ impl MediaSession {
         let mut session = Self {
             pipeline: pipeline.clone(),
             webrtcbin: make("webrtcbin")?,
-            encoder_src: None,
+            keyframe_pad: None,
             pool: pool.clone(),
             stopped: false,
         };
@@ -249,14 +281,10 @@ impl MediaSession {
         });
 
         let chain = build_chain(&plan.steps)?;
-        session.encoder_src = chain
-            .iter()
-            .find(|element| {
-                element
-                    .factory()
-                    .is_some_and(|factory| factory.name() == plan.encoder.factory())
-            })
-            .and_then(|encoder| encoder.static_pad("src"));
+        session.keyframe_pad = chain.last().and_then(|last| last.static_pad("src"));
+        if let Some(pad) = &session.keyframe_pad {
+            limit_keyframe_requests(pad);
+        }
         let webrtcbin = &session.webrtcbin;
         set_str_property(webrtcbin, "bundle-policy", "max-bundle")?;
         if let Some(stun) = &config.ice.stun {
@@ -474,7 +502,7 @@ impl MediaSession {
 
     /// Asks the encoder for a keyframe with SPS/PPS, as a viewer's PLI would.
     pub fn request_keyframe(&self) {
-        if let Some(pad) = &self.encoder_src {
+        if let Some(pad) = &self.keyframe_pad {
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();
