@@ -30,6 +30,56 @@ pub struct FrameStats {
     pub height: u32,
     /// From the `POST /streams` to the first decoded frame.
     pub first_frame: Option<Duration>,
+    /// `profile-level-id` of the offer's H.264 fmtp.
+    pub offered_profile_level_id: Option<String>,
+    /// profile_idc, constraint flags and level_idc of the first SPS
+    /// received, as the same six hex digits.
+    pub sps_profile_level_id: Option<String>,
+    /// Whether every IDR frame received came with an SPS and PPS before it.
+    pub idr_without_sps: u64,
+}
+
+/// The `profile-level-id` from an SDP's H.264 fmtp line.
+pub fn offered_profile_level_id(sdp: &str) -> Option<String> {
+    let at = sdp.find("profile-level-id=")? + "profile-level-id=".len();
+    let id: String = sdp[at..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (id.len() == 6).then(|| id.to_ascii_lowercase())
+}
+
+/// Scans an H.264 byte stream access unit: the SPS's profile-level-id if
+/// one is present, and whether an IDR slice came without SPS and PPS.
+pub fn scan_access_unit(data: &[u8]) -> (Option<String>, bool) {
+    let mut sps = None;
+    let (mut saw_sps, mut saw_pps, mut bare_idr) = (false, false, false);
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            let nal = data[i + 3] & 0x1f;
+            match nal {
+                7 => {
+                    saw_sps = true;
+                    if i + 6 < data.len() {
+                        sps = Some(format!(
+                            "{:02x}{:02x}{:02x}",
+                            data[i + 4],
+                            data[i + 5],
+                            data[i + 6]
+                        ));
+                    }
+                }
+                8 => saw_pps = true,
+                5 if !(saw_sps && saw_pps) => bare_idr = true,
+                _ => {}
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    (sps, bare_idr)
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +287,8 @@ impl Viewer {
                         "webrtc:signal" => match payload["type"].as_str() {
                             Some("offer") => {
                                 let sdp = payload["sdp"].as_str().unwrap_or_default();
+                                let offered = offered_profile_level_id(sdp);
+                                stats_tx.send_modify(|stats| stats.offered_profile_level_id = offered);
                                 *mids.lock().unwrap_or_else(|p| p.into_inner()) = camera_agent::media::sdp::mids(sdp);
                                 let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())?;
                                 let offer = WebRTCSessionDescription::new(WebRTCSDPType::Offer, message);
@@ -386,11 +438,47 @@ fn attach_decoder(
     requested_at: Instant,
 ) -> anyhow::Result<()> {
     let depay = gst::ElementFactory::make("rtph264depay").build()?;
+    // Byte-stream access units, so the SPS can be read from the wire data.
+    let bytestream = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .build()?;
     let parse = gst::ElementFactory::make("h264parse").build()?;
     let decode = gst::ElementFactory::make("avdec_h264").build()?;
     let convert = gst::ElementFactory::make("videoconvert").build()?;
     let sink = gst_app::AppSink::builder().sync(false).build();
-    let elements = [&depay, &parse, &decode, &convert, sink.upcast_ref()];
+    let elements = [
+        &depay,
+        &bytestream,
+        &parse,
+        &decode,
+        &convert,
+        sink.upcast_ref(),
+    ];
+    if let Some(pad) = bytestream.static_pad("src") {
+        let stats = stats.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer()
+                && let Ok(map) = buffer.map_readable()
+            {
+                let (sps, bare_idr) = scan_access_unit(&map);
+                if sps.is_some() || bare_idr {
+                    stats.send_modify(|stats| {
+                        if stats.sps_profile_level_id.is_none() {
+                            stats.sps_profile_level_id = sps;
+                        }
+                        stats.idr_without_sps += u64::from(bare_idr);
+                    });
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
     pipeline.add_many(elements)?;
     gst::Element::link_many(elements)?;
     sink.set_callbacks(
@@ -422,4 +510,22 @@ fn attach_decoder(
         .ok_or_else(|| anyhow!("depay has no sink pad"))?;
     pad.link(&sink_pad)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_level_id_from_sdp_and_sps() {
+        let sdp = "a=fmtp:96 packetization-mode=1;profile-level-id=42C01F;sprop-parameter-sets=Z0LAH9kA,aM4=\r\n";
+        assert_eq!(offered_profile_level_id(sdp).as_deref(), Some("42c01f"));
+        assert_eq!(offered_profile_level_id("no fmtp"), None);
+        let au = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xda, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88,
+        ];
+        assert_eq!(scan_access_unit(&au), (Some("42c01f".into()), false));
+        assert_eq!(scan_access_unit(&[0, 0, 1, 0x65, 0x88, 0x84]), (None, true));
+        assert_eq!(scan_access_unit(&[0, 0, 1, 0x41, 0x9a]), (None, false));
+    }
 }

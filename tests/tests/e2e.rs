@@ -53,6 +53,16 @@ async fn three_sessions_stream_decodable_video_and_tear_down_completely() {
     // Idle baseline once the agent has settled after connecting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = harness::proc_counts(bed.agent.pid()).unwrap();
+    // Nothing is held at idle: no camera, encoder or GPU device is open.
+    let held: Vec<String> = harness::fd_targets(bed.agent.pid())
+        .into_iter()
+        .filter(|target| {
+            target.contains("/dev/video")
+                || target.contains("/dev/dri")
+                || target.contains("/dev/media")
+        })
+        .collect();
+    assert!(held.is_empty(), "devices open at idle: {held:?}");
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     for round in 1..=3 {
         let report = viewer
@@ -70,6 +80,30 @@ async fn three_sessions_stream_decodable_video_and_tear_down_completely() {
             report.stats
         );
         assert_eq!((report.stats.width, report.stats.height), (640, 480));
+        // Browser safety: the SPS actually sent matches the offer's
+        // profile-level-id, is constrained baseline, and every IDR carries
+        // SPS/PPS.
+        let offered = report
+            .stats
+            .offered_profile_level_id
+            .clone()
+            .expect("offer without profile-level-id");
+        let sent = report
+            .stats
+            .sps_profile_level_id
+            .clone()
+            .expect("no SPS received");
+        assert_eq!(offered, sent, "offer says {offered}, stream is {sent}");
+        assert!(
+            sent.starts_with("42"),
+            "profile_idc is not baseline: {sent}"
+        );
+        let constraints = u8::from_str_radix(&sent[2..4], 16).unwrap();
+        assert!(
+            constraints & 0x40 != 0,
+            "constraint_set1 missing (not constrained baseline): {sent}"
+        );
+        assert_eq!(report.stats.idr_without_sps, 0);
         let id = report.session_id.clone();
         for step in [
             "requested",
