@@ -13,6 +13,7 @@ use crate::config::{ConfigError, Settings};
 use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
 use crate::control_plane::socketio::backoff::Backoff;
 use crate::control_plane::socketio::connection::{self, SocketSettings};
+use crate::control_plane::tls::ExtraRoots;
 use crate::media::dtls::{DtlsError, DtlsIdentity};
 use crate::media::pipeline::{MediaConfig, MediaError, factory_exists, init_gstreamer, preload};
 use crate::session::actor::SessionContext;
@@ -40,6 +41,8 @@ pub enum RunError {
     Rest(#[from] RestError),
     #[error("cannot derive the socket URL: {0}")]
     SocketUrl(String),
+    #[error(transparent)]
+    Tls(#[from] crate::control_plane::tls::TlsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -48,7 +51,10 @@ impl RunError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Config(_) | RunError::WrongRole { .. } | RunError::Plan(_) => EXIT_CONFIG,
+            RunError::Config(_)
+            | RunError::WrongRole { .. }
+            | RunError::Plan(_)
+            | RunError::Tls(_) => EXIT_CONFIG,
             _ => 1,
         }
     }
@@ -94,10 +100,12 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
         "DTLS certificate ready (ECDSA P-256)"
     );
 
+    let roots = ExtraRoots::from_setting(settings.control_plane.ca_file.as_deref())?;
     let rest = RestClient::new(
         settings.control_plane.url.clone(),
         token.clone(),
         settings.control_plane.request_timeout,
+        &roots,
     )?;
     let Some(me) = login(&rest, &shutdown, settings.control_plane.reconnect_max).await else {
         return Ok(());
@@ -123,6 +131,7 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
             connect_timeout: settings.control_plane.request_timeout,
             reconnect_max: settings.control_plane.reconnect_max,
             auth_reconnect_max: Duration::from_secs(300),
+            tls: Some(roots.client_config()?),
         },
         events_tx,
         socket_cancel.clone(),

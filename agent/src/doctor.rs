@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Secret, Settings};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SignalingEvent, SocketSettings};
+use crate::control_plane::tls::ExtraRoots;
 use crate::media::pipeline::{init_gstreamer, test_encode};
 
 /// One failed step: what is wrong and what to try.
@@ -227,11 +228,21 @@ async fn check_reachable(settings: &Settings) -> Result<String, Failure> {
     ))
 }
 
+fn roots(settings: &Settings) -> Result<ExtraRoots, Failure> {
+    ExtraRoots::from_setting(settings.control_plane.ca_file.as_deref()).map_err(|err| {
+        fail(
+            err,
+            "point control_plane.ca_file at a PEM file with the CA certificate",
+        )
+    })
+}
+
 async fn check_login(settings: &Settings, token: Secret) -> Result<String, Failure> {
     let rest = RestClient::new(
         settings.control_plane.url.clone(),
         token,
         settings.control_plane.request_timeout,
+        &roots(settings)?,
     )
     .map_err(|err| fail(err, "this is a bug; please report it"))?;
     match rest.me().await {
@@ -275,6 +286,12 @@ async fn check_socket(settings: &Settings, token: Secret) -> Result<String, Fail
             connect_timeout: settings.control_plane.request_timeout,
             reconnect_max: Duration::from_secs(1),
             auth_reconnect_max: Duration::from_secs(60),
+            tls: Some(roots(settings)?.client_config().map_err(|err| {
+                fail(
+                    err,
+                    "point control_plane.ca_file at a PEM file with the CA certificate",
+                )
+            })?),
         },
         events_tx,
         cancel.clone(),

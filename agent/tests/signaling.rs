@@ -120,6 +120,7 @@ fn settings(url: &str) -> SocketSettings {
         connect_timeout: Duration::from_secs(2),
         reconnect_max: Duration::from_millis(500),
         auth_reconnect_max: Duration::from_secs(60),
+        tls: None,
     }
 }
 

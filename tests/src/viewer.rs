@@ -125,6 +125,7 @@ impl Viewer {
                 connect_timeout: Duration::from_secs(5),
                 reconnect_max: Duration::from_secs(2),
                 auth_reconnect_max: Duration::from_secs(5),
+                tls: None,
             },
             events_tx,
             cancel.clone(),

@@ -111,6 +111,8 @@ pub struct RawControlPlane {
     pub request_timeout: Option<String>,
     /// Upper bound of the reconnect backoff, default `30s`.
     pub reconnect_max: Option<String>,
+    /// PEM file of extra CA certificates to trust (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +206,7 @@ pub struct ControlPlaneSettings {
     pub namespace: String,
     pub request_timeout: Duration,
     pub reconnect_max: Duration,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +346,7 @@ impl Settings {
                 cp.reconnect_max.as_deref(),
                 Duration::from_secs(30),
             )?,
+            ca_file: cp.ca_file,
         };
 
         let cam = raw.camera;
@@ -585,6 +589,13 @@ impl Settings {
                 duration(cp.request_timeout),
             ),
             ("control_plane.reconnect_max", duration(cp.reconnect_max)),
+            (
+                "control_plane.ca_file",
+                cp.ca_file
+                    .as_ref()
+                    .map(|path| quoted(&path.display().to_string()))
+                    .unwrap_or_else(|| "(none: public roots only)".into()),
+            ),
             ("camera.source", quoted(source)),
         ];
         if let Some(device) = device {

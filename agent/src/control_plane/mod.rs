@@ -4,3 +4,4 @@
 pub mod events;
 pub mod rest;
 pub mod socketio;
+pub mod tls;

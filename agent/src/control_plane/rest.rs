@@ -81,8 +81,20 @@ impl std::fmt::Debug for RestClient {
 }
 
 impl RestClient {
-    pub fn new(base: url::Url, token: Secret, timeout: Duration) -> Result<Self, RestError> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        base: url::Url,
+        token: Secret,
+        timeout: Duration,
+        roots: &super::tls::ExtraRoots,
+    ) -> Result<Self, RestError> {
+        let mut builder = reqwest::Client::builder();
+        for certificate in roots.certificates() {
+            let certificate = reqwest::Certificate::from_der(certificate)
+                .map_err(|err| RestError::Transport(format!("ca_file: {err}")))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .https_only(base.scheme() == "https")
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("camera-agent/", env!("CARGO_PKG_VERSION")))
@@ -210,6 +222,7 @@ mod tests {
             url::Url::parse("http://127.0.0.1:1/").unwrap(),
             Secret::new("tok-very-secret".into()),
             Duration::from_secs(1),
+            &Default::default(),
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("tok-very-secret"));

@@ -35,6 +35,8 @@ pub struct SocketSettings {
     pub reconnect_max: Duration,
     /// Backoff cap after the server refused the token.
     pub auth_reconnect_max: Duration,
+    /// Trust for `wss://` (public roots plus `control_plane.ca_file`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl SocketSettings {
@@ -207,7 +209,12 @@ async fn connect_once(
     let mut config = tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(16 << 20);
     config.max_frame_size = Some(16 << 20);
-    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = settings
+        .tls
+        .clone()
+        .map(tokio_tungstenite::Connector::Rustls);
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     let (mut ws, _) = tokio::select! {
         _ = cancel.cancelled() => return End::Cancelled,
         result = timeout(settings.connect_timeout, connect) => match result {
