@@ -18,6 +18,7 @@ use crate::media::dtls::{DtlsError, DtlsIdentity};
 use crate::media::pipeline::{MediaConfig, MediaError, factory_exists, init_gstreamer, preload};
 use crate::session::actor::SessionContext;
 use crate::supervisor::Supervisor;
+use crate::systemd::Notifier;
 
 /// Exit status for configuration errors (sysexits EX_CONFIG); the systemd
 /// unit does not restart on it.
@@ -107,7 +108,16 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
         settings.control_plane.request_timeout,
         &roots,
     )?;
-    let Some(me) = login(&rest, &shutdown, settings.control_plane.reconnect_max).await else {
+    let notifier = Arc::new(Notifier::from_env());
+    let Some(me) = login(
+        &rest,
+        &shutdown,
+        settings.control_plane.reconnect_max,
+        &notifier,
+    )
+    .await
+    else {
+        notifier.stopping();
         return Ok(());
     };
     if me.role != "camera" {
@@ -160,6 +170,7 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
         settings.session.max_sessions,
         settings.session.signaling_grace,
         tracker.clone(),
+        notifier.clone(),
     );
     info!("ready");
     supervisor.run(events_rx, shutdown).await;
@@ -198,20 +209,32 @@ pub fn plan_for(settings: &Settings) -> Result<hw::PipelinePlan, hw::PlanError> 
 }
 
 /// `GET /devices/me` until it answers; `None` if shutdown came first.
+/// systemd hears READY after the first attempt, whatever its outcome: a
+/// camera whose network is not up at boot must still start and keep trying.
 async fn login(
     rest: &RestClient,
     shutdown: &CancellationToken,
     reconnect_max: Duration,
+    notifier: &Notifier,
 ) -> Option<DeviceInfo> {
     let mut backoff = Backoff::new(Duration::from_millis(500), reconnect_max);
     let mut auth_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    let mut first = true;
+    let watchdog = notifier
+        .watchdog_interval()
+        .unwrap_or(Duration::from_secs(3600));
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return None,
             result = rest.me() => result,
         };
-        let delay = match result {
-            Ok(me) => return Some(me),
+        let (delay, status) = match result {
+            Ok(me) => {
+                if first {
+                    notifier.ready(&format!("logged in as {}; connecting", me.id));
+                }
+                return Some(me);
+            }
             Err(RestError::Unauthorized) => {
                 let delay = auth_backoff.next_delay(rand::random::<f64>());
                 warn!(
@@ -219,24 +242,34 @@ async fn login(
                     "login refused: the control plane does not accept this device token \
                      (check control_plane.token_file)"
                 );
-                delay
+                (delay, "device token refused by the control plane; retrying")
             }
             Err(RestError::RateLimited { retry_after }) => {
                 let delay = retry_after
                     .unwrap_or(Duration::from_secs(5))
                     .max(backoff.next_delay(rand::random::<f64>()));
                 warn!(retry_in_ms = delay.as_millis() as u64, "login rate limited");
-                delay
+                (delay, "rate limited by the control plane; retrying")
             }
             Err(err) => {
                 let delay = backoff.next_delay(rand::random::<f64>());
                 warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "login failed; retrying");
-                delay
+                (delay, "control plane unreachable; retrying")
             }
         };
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(delay) => {}
+        if first {
+            notifier.ready(status);
+            first = false;
+        } else {
+            notifier.status(status);
+        }
+        let wake = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep_until(wake) => break,
+                _ = tokio::time::sleep(watchdog) => notifier.watchdog(),
+            }
         }
     }
 }

@@ -17,3 +17,4 @@ pub mod memory;
 pub mod probe;
 pub mod session;
 pub mod supervisor;
+pub mod systemd;

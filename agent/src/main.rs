@@ -26,9 +26,10 @@ struct Cli {
     /// Print version, git revision and the GStreamer version found at run time.
     #[arg(long, short = 'V')]
     version: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
+    /// Log format: text or JSON lines on stderr, or the systemd journal
+    /// (the default when started by systemd).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
         eprintln!("error: a subcommand is needed (run, check-config, doctor); see --help");
         return ExitCode::from(2);
     };
-    logging::init(cli.log_format);
+    logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
     match command {
         Command::CheckConfig(args) => check_config(&args),
         Command::Probe { json, config } => probe(json, config.as_deref()),

@@ -19,6 +19,7 @@ use crate::control_plane::rest::RestError;
 use crate::control_plane::socketio::connection::SignalingEvent;
 use crate::session::actor::{self, SessionCommand, SessionContext};
 use crate::session::machine::{CameraReason, EndCause};
+use crate::systemd::Notifier;
 
 struct Entry {
     client_id: String,
@@ -44,6 +45,8 @@ pub struct Supervisor {
     signaling_grace: Duration,
     /// When signaling sessions must be given up if it is still down.
     signaling_deadline: Option<Instant>,
+    notifier: Arc<Notifier>,
+    connected: bool,
 }
 
 impl Supervisor {
@@ -53,6 +56,7 @@ impl Supervisor {
         max_sessions: usize,
         signaling_grace: Duration,
         tracker: TaskTracker,
+        notifier: Arc<Notifier>,
     ) -> Self {
         let (finished_tx, finished_rx) = mpsc::channel(16);
         Self {
@@ -66,7 +70,29 @@ impl Supervisor {
             shutdown_grace: Duration::from_secs(4),
             signaling_grace,
             signaling_deadline: None,
+            notifier,
+            connected: false,
         }
+    }
+
+    /// The `systemctl status` line: connection state and who is watching.
+    fn publish_status(&self) {
+        let connection = if self.connected {
+            "connected"
+        } else {
+            "reconnecting"
+        };
+        let status = if self.sessions.is_empty() {
+            format!("{connection}; idle")
+        } else {
+            let viewers: Vec<String> = self
+                .sessions
+                .iter()
+                .map(|(id, entry)| format!("{} (session {id})", entry.client_id))
+                .collect();
+            format!("{connection}; streaming to {}", viewers.join(", "))
+        };
+        self.notifier.status(&status);
     }
 
     /// Runs until `shutdown` fires, then ends every live session.
@@ -75,10 +101,18 @@ impl Supervisor {
         mut events: mpsc::Receiver<SignalingEvent>,
         shutdown: CancellationToken,
     ) {
+        // The watchdog is fed from this loop, so a stuck supervisor is
+        // restarted by systemd rather than kept alive by a free timer.
+        let mut watchdog = tokio::time::interval(
+            self.notifier
+                .watchdog_interval()
+                .unwrap_or(Duration::from_secs(3600)),
+        );
         loop {
             let deadline = self.signaling_deadline;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = watchdog.tick() => self.notifier.watchdog(),
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.signaling_deadline = None;
                     warn!(live_sessions = self.sessions.len(), grace_ms = self.signaling_grace.as_millis() as u64,
@@ -99,6 +133,7 @@ impl Supervisor {
 
     fn on_finished(&mut self, finished: Finished) {
         self.sessions.remove(&finished.session_id);
+        self.publish_status();
         crate::memory::trim();
         info!(
             session_id = %finished.session_id,
@@ -110,6 +145,7 @@ impl Supervisor {
     }
 
     async fn shutdown(&mut self) {
+        self.notifier.stopping();
         if self.sessions.is_empty() {
             return;
         }
@@ -139,19 +175,26 @@ impl Supervisor {
     fn on_signaling(&mut self, event: SignalingEvent) {
         match event {
             SignalingEvent::Connected { reconnect } => {
+                self.connected = true;
+                self.publish_status();
                 self.signaling_deadline = None;
                 if reconnect {
                     self.recheck_sessions();
                 }
             }
             SignalingEvent::Disconnected { reason } => {
+                self.connected = false;
+                self.publish_status();
                 if !self.sessions.is_empty() {
                     self.signaling_deadline = Some(Instant::now() + self.signaling_grace);
                 }
                 info!(%reason, live_sessions = self.sessions.len(),
                     "signaling lost; live media keeps flowing peer to peer");
             }
-            SignalingEvent::AuthRejected => {}
+            SignalingEvent::AuthRejected => {
+                self.notifier
+                    .status("device token refused on the signaling socket; retrying");
+            }
             SignalingEvent::Event { name, args } => match parse_inbound(&name, args) {
                 Ok(inbound) => self.route(inbound),
                 Err(err) => warn!(error = %err, "invalid event dropped"),
@@ -233,6 +276,7 @@ impl Supervisor {
                 commands,
             },
         );
+        self.publish_status();
         let ctx = self.ctx.clone();
         let finished = self.finished_tx.clone();
         let session_id = request.session_id.clone();
