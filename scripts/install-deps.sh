@@ -12,10 +12,13 @@ apt-get install -y --no-install-recommends \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
-  python3 python3-pip
+  python3 python3-pip \
+  systemd dpkg-dev lintian file \
+  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 # Debian's pip refuses system-wide installs (PEP 668) unless told; the
