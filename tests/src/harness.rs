@@ -352,3 +352,47 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
     targets.sort();
     targets
 }
+
+/// A running stand-in control plane with the real agent connected to it:
+/// the set-up every end-to-end test and tool starts from.
+pub struct Bed {
+    pub standin: std::sync::Arc<crate::standin::StandIn>,
+    pub agent: AgentProcess,
+    /// Holds the agent's config and token until the bed is dropped.
+    pub scratch: Scratch,
+}
+
+impl Bed {
+    /// Starts the stand-in on the test host, writes the camera's token and
+    /// the config `config(url, token_file)` returns, starts the agent and
+    /// waits (20 s at most) until its socket is connected.
+    pub async fn start(
+        name: &str,
+        standin: crate::standin::StandInConfig,
+        camera: (&str, &str),
+        config: impl FnOnce(&str, &Path) -> String,
+    ) -> anyhow::Result<Self> {
+        let standin = crate::standin::StandIn::start(format!("{TEST_HOST}:0").parse()?, standin)
+            .await
+            .context("cannot start the stand-in (inside the test network namespace?)")?;
+        let scratch = Scratch::new(name)?;
+        let token = scratch.token_file(camera.1)?;
+        let config = scratch.write("agent.toml", &config(&standin.url(), &token))?;
+        let agent = AgentProcess::spawn(&config)?;
+        let camera_id = camera.0.to_owned();
+        if !standin
+            .wait_for(Duration::from_secs(20), |s| s.online(&camera_id))
+            .await
+        {
+            bail!(
+                "the agent never connected; log:\n{}",
+                agent.output().join("\n")
+            );
+        }
+        Ok(Self {
+            standin: std::sync::Arc::new(standin),
+            agent,
+            scratch,
+        })
+    }
+}

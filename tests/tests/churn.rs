@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use testbed::harness::{self, AgentProcess, Scratch};
-use testbed::standin::{StandIn, StandInConfig};
+use testbed::harness::{self, Bed};
+use testbed::standin::StandInConfig;
 use testbed::viewer::Viewer;
 
 const CAMERA: (&str, &str) = ("cam-churn", "camera-token-churn");
@@ -21,26 +21,18 @@ async fn hundreds_of_sessions_leave_no_fd_thread_or_unbounded_memory_behind() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(200);
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse().unwrap(),
+    let Bed {
+        standin,
+        mut agent,
+        scratch: _scratch,
+    } = Bed::start(
+        "churn",
         StandInConfig::pair(CAMERA, CLIENT),
+        CAMERA,
+        |url, token| harness::agent_config(url, token, 320, 240, "15s", ""),
     )
     .await
     .unwrap();
-    let scratch = Scratch::new("churn").unwrap();
-    let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(&standin.url(), &token, 320, 240, "15s", ""),
-        )
-        .unwrap();
-    let mut agent = AgentProcess::spawn(&config).unwrap();
-    assert!(
-        standin
-            .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-            .await
-    );
     let pid = agent.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = harness::proc_counts(pid).unwrap();

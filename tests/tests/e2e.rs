@@ -3,48 +3,23 @@
 
 use std::time::Duration;
 
-use testbed::harness::{self, AgentProcess, Scratch};
-use testbed::standin::{SessionState, StandIn, StandInConfig};
+use testbed::harness::{self, Bed};
+use testbed::standin::{SessionState, StandInConfig};
 use testbed::viewer::Viewer;
 
 const CAMERA: (&str, &str) = ("cam-e2e", "camera-token-7f3a9c");
 const CLIENT: (&str, &str) = ("viewer-1", "client-token-b81d2e");
 
-struct Bed {
-    standin: StandIn,
-    agent: AgentProcess,
-    _scratch: Scratch,
-}
-
 async fn bed(name: &str, answer_timeout: &str) -> Bed {
     harness::require_test_netns();
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse().unwrap(),
+    Bed::start(
+        name,
         StandInConfig::pair(CAMERA, CLIENT),
+        CAMERA,
+        |url, token| harness::agent_config(url, token, 640, 480, answer_timeout, ""),
     )
     .await
-    .unwrap();
-    let scratch = Scratch::new(name).unwrap();
-    let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(&standin.url(), &token, 640, 480, answer_timeout, ""),
-        )
-        .unwrap();
-    let agent = AgentProcess::spawn(&config).unwrap();
-    assert!(
-        standin
-            .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-            .await,
-        "agent never connected; log:\n{}",
-        agent.output().join("\n")
-    );
-    Bed {
-        standin,
-        agent,
-        _scratch: scratch,
-    }
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use testbed::harness::{self, AgentProcess, Scratch};
+use testbed::harness::{self, AgentProcess, Bed, Scratch};
 use testbed::standin::{SessionState, StandIn, StandInConfig};
 use testbed::viewer::Viewer;
 use tokio::time::Instant;
@@ -18,12 +18,6 @@ const CLIENT2: (&str, &str) = ("viewer-two", "client-token-faults-2");
 
 fn config() -> StandInConfig {
     StandInConfig::pair(CAMERA, CLIENT).with_client(CLIENT2.0, CLIENT2.1)
-}
-
-struct Bed {
-    standin: Arc<StandIn>,
-    agent: AgentProcess,
-    _scratch: Scratch,
 }
 
 async fn start_agent(scratch: &Scratch, url: &str, token: &str, extra: &str) -> AgentProcess {
@@ -39,26 +33,11 @@ async fn start_agent(scratch: &Scratch, url: &str, token: &str, extra: &str) -> 
 
 async fn bed(name: &str, extra: &str) -> Bed {
     harness::require_test_netns();
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse().unwrap(),
-        config(),
-    )
+    Bed::start(name, config(), CAMERA, |url, token| {
+        harness::agent_config(url, token, 320, 240, "15s", extra)
+    })
     .await
-    .unwrap();
-    let scratch = Scratch::new(name).unwrap();
-    let agent = start_agent(&scratch, &standin.url(), CAMERA.1, extra).await;
-    assert!(
-        standin
-            .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-            .await,
-        "agent never connected; log:\n{}",
-        agent.output().join("\n")
-    );
-    Bed {
-        standin: Arc::new(standin),
-        agent,
-        _scratch: scratch,
-    }
+    .unwrap()
 }
 
 async fn restart(standin: Arc<StandIn>) -> Arc<StandIn> {
@@ -475,16 +454,17 @@ async fn a_session_whose_signaling_stays_down_past_the_grace_is_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_duration_ends_a_live_session() {
-    let bed = bed("max-duration", "max_duration = \"3s\"").await;
+    // Long enough for the first frame on a loaded machine, short for a test.
+    let bed = bed("max-duration", "max_duration = \"8s\"").await;
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let report = viewer
-        .watch(CAMERA.0, 10, Duration::from_secs(30))
+        .watch(CAMERA.0, 1, Duration::from_secs(8))
         .await
         .unwrap();
     let id = report.session_id;
     assert!(
         bed.standin
-            .wait_for(Duration::from_secs(10), |s| ended_with(s, &id).is_some())
+            .wait_for(Duration::from_secs(20), |s| ended_with(s, &id).is_some())
             .await
     );
     assert_eq!(

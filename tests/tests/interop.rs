@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use testbed::harness::{self, AgentProcess, Scratch};
-use testbed::standin::{SessionState, StandIn, StandInConfig};
+use testbed::harness::{self, Bed};
+use testbed::standin::{SessionState, StandInConfig};
 
 const CAMERA: (&str, &str) = ("cam-interop", "camera-token-51c0de");
 const CLIENT: (&str, &str) = ("aiortc-viewer", "client-token-9a9a9a");
@@ -14,26 +14,18 @@ const CLIENT: (&str, &str) = ("aiortc-viewer", "client-token-9a9a9a");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_viewer_with_ecdsa_only_dtls_decodes_the_stream() {
     harness::require_test_netns();
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse().unwrap(),
+    let Bed {
+        standin,
+        mut agent,
+        scratch: _scratch,
+    } = Bed::start(
+        "interop",
         StandInConfig::pair(CAMERA, CLIENT),
+        CAMERA,
+        |url, token| harness::agent_config(url, token, 640, 480, "15s", ""),
     )
     .await
     .unwrap();
-    let scratch = Scratch::new("interop").unwrap();
-    let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(&standin.url(), &token, 640, 480, "15s", ""),
-        )
-        .unwrap();
-    let mut agent = AgentProcess::spawn(&config).unwrap();
-    assert!(
-        standin
-            .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-            .await
-    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/aiortc_viewer.py");
     let output = tokio::process::Command::new("python3")
         .arg(script)

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::time::Instant;
 
-use testbed::harness::{self, AgentProcess, ProcCounts, Scratch};
+use testbed::harness::{self, AgentProcess, Bed, ProcCounts};
 use testbed::standin::{StandIn, StandInConfig};
 use testbed::viewer::Viewer;
 
@@ -103,7 +103,11 @@ async fn reference_cpu(args: &Args, warmup: Duration, window: Duration) -> anyho
 
 /// Connection attempts the agent makes while the control plane is down, and
 /// how long after its return the agent is connected again.
-async fn outage(standin: StandIn, mut agent: AgentProcess, length: Duration) -> anyhow::Result<()> {
+async fn outage(
+    standin: std::sync::Arc<StandIn>,
+    mut agent: AgentProcess,
+    length: Duration,
+) -> anyhow::Result<()> {
     let addr = standin.addr();
     let lost_before = count_lost(&agent);
     standin.stop().await;
@@ -146,29 +150,28 @@ fn count_lost(agent: &AgentProcess) -> usize {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse()?,
+    let outage_run = args.outage.is_some();
+    let Bed {
+        standin,
+        mut agent,
+        scratch: _scratch,
+    } = Bed::start(
+        "bench",
         StandInConfig::pair(CAMERA, CLIENT),
+        CAMERA,
+        |url, token| {
+            let text = harness::agent_config(url, token, args.width, args.height, "15s", "");
+            if outage_run {
+                // The outage figures are for the shipped reconnect policy (30 s
+                // cap), not the tests' quick one.
+                text.replace("reconnect_max = \"2s\"\n", "")
+            } else {
+                text
+            }
+        },
     )
     .await
     .context("run through scripts/bench.sh")?;
-    let scratch = Scratch::new("bench")?;
-    let token = scratch.token_file(CAMERA.1)?;
-    let mut text =
-        harness::agent_config(&standin.url(), &token, args.width, args.height, "15s", "");
-    if args.outage.is_some() {
-        // The outage figures are for the shipped reconnect policy (30 s cap),
-        // not the tests' quick one.
-        text = text.replace("reconnect_max = \"2s\"\n", "");
-    }
-    let config = scratch.write("agent.toml", &text)?;
-    let mut agent = AgentProcess::spawn(&config)?;
-    if !standin
-        .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-        .await
-    {
-        bail!("agent did not connect");
-    }
     let pid = agent.pid();
     if let Some(seconds) = args.outage {
         return outage(standin, agent, Duration::from_secs(seconds)).await;

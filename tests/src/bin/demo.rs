@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use testbed::harness::{self, AgentProcess, Scratch};
-use testbed::standin::{StandIn, StandInConfig};
+use testbed::harness::{self, Bed};
+use testbed::standin::StandInConfig;
 use testbed::viewer::Viewer;
 
 #[derive(Debug, Parser)]
@@ -38,26 +38,19 @@ async fn main() -> anyhow::Result<()> {
         // SAFETY: set before any other thread of ours reads the environment.
         unsafe { std::env::set_var("CAMERA_AGENT_TEST_ECHO", "1") };
     }
-    let standin = StandIn::start(
-        format!("{}:0", harness::TEST_HOST).parse()?,
+    let Bed {
+        standin,
+        mut agent,
+        scratch: _scratch,
+    } = Bed::start(
+        "demo",
         StandInConfig::pair(CAMERA, CLIENT),
+        CAMERA,
+        |url, token| harness::agent_config(url, token, args.width, args.height, "15s", ""),
     )
     .await
-    .context("cannot start the stand-in control plane (run through scripts/demo.sh)")?;
+    .context("cannot start the demo (run it through scripts/demo.sh)")?;
     println!("control plane  {}", standin.url());
-    let scratch = Scratch::new("demo")?;
-    let token = scratch.token_file(CAMERA.1)?;
-    let config = scratch.write(
-        "agent.toml",
-        &harness::agent_config(&standin.url(), &token, args.width, args.height, "15s", ""),
-    )?;
-    let mut agent = AgentProcess::spawn(&config)?;
-    if !standin
-        .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
-        .await
-    {
-        anyhow::bail!("agent did not connect; log:\n{}", agent.output().join("\n"));
-    }
     println!(
         "agent          pid {} connected as {}",
         agent.pid(),
