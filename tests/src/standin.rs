@@ -190,13 +190,13 @@ pub struct StandIn {
     connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+fn error(status: StatusCode, code: &str, message: &str) -> ApiError {
     ApiError {
         status,
         code: code.into(),
         message: message.into(),
+        state: None,
     }
-    .into_response()
 }
 
 /// An error body of the contract, small enough to return by value.
@@ -204,15 +204,17 @@ struct ApiError {
     status: StatusCode,
     code: Box<str>,
     message: Box<str>,
+    /// The session state, for `invalid_state`.
+    state: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": &*self.code, "message": &*self.message})),
-        )
-            .into_response()
+        let mut body = json!({"error": &*self.code, "message": &*self.message});
+        if let Some(state) = self.state {
+            body["state"] = json!(state);
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -254,7 +256,9 @@ impl StandIn {
             .route("/api/v1/streams/{id}/accept", post(accept_stream))
             .route("/api/v1/streams/{id}/end", post(end_stream))
             .route("/api/v1/streams/{id}", get(get_stream))
-            .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+            .fallback(|| async {
+                error(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+            })
             .with_state(shared.clone())
             .layer(layer);
         let cancel = CancellationToken::new();
@@ -378,11 +382,11 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Device, ApiError
         None => {
             shared.world().rest_auth_failures += 1;
             shared.changed.notify_waiters();
-            Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                code: "unauthorized".into(),
-                message: "missing, unknown or revoked token".into(),
-            })
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing, unknown or revoked token",
+            ))
         }
     }
 }
@@ -394,11 +398,11 @@ fn json_body(body: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
     }
     match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request".into(),
-            message: "body must be a JSON object".into(),
-        }),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "body must be a JSON object",
+        )),
     }
 }
 
@@ -411,46 +415,40 @@ fn session_view(session: &Session) -> Value {
     })
 }
 
-async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    match authenticate(&shared, &headers) {
-        Ok(device) => {
-            Json(json!({"id": device.id, "role": device.role.as_str(), "name": device.name}))
-                .into_response()
-        }
-        Err(response) => response.into_response(),
-    }
+type Reply = Result<Response, ApiError>;
+
+async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+    let device = authenticate(&shared, &headers)?;
+    Ok(
+        Json(json!({"id": device.id, "role": device.role.as_str(), "name": device.name}))
+            .into_response(),
+    )
 }
 
 async fn create_stream(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: String,
-) -> Response {
-    let device = match authenticate(&shared, &headers) {
-        Ok(device) => device,
-        Err(response) => return response.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response.into_response(),
-    };
+) -> Reply {
+    let device = authenticate(&shared, &headers)?;
+    let body = json_body(&body)?;
     let Some(camera_id) = body
         .get("cameraId")
         .and_then(Value::as_str)
         .map(str::to_owned)
     else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "cameraId is required",
-        );
+        ));
     };
     if device.role != Role::Client {
-        return error(
+        return Err(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "only clients request streams",
-        );
+        ));
     }
     let linked = shared
         .config
@@ -458,18 +456,18 @@ async fn create_stream(
         .iter()
         .any(|(client, camera)| *client == device.id && *camera == camera_id);
     if !linked {
-        return error(
+        return Err(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "camera not linked to this client",
-        );
+        ));
     }
     if !shared.online(&camera_id) {
-        return error(
+        return Err(error(
             StatusCode::CONFLICT,
             "camera_offline",
             "camera has no live socket",
-        );
+        ));
     }
     let session = {
         let mut world = shared.world();
@@ -500,7 +498,7 @@ async fn create_stream(
         .to(camera_id)
         .emit("stream:requested", &event)
         .await;
-    (StatusCode::CREATED, Json(session_view(&session))).into_response()
+    Ok((StatusCode::CREATED, Json(session_view(&session))).into_response())
 }
 
 fn humantime_now() -> String {
@@ -534,35 +532,30 @@ async fn accept_stream(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: String,
-) -> Response {
-    let device = match authenticate(&shared, &headers) {
-        Ok(device) => device,
-        Err(response) => return response.into_response(),
-    };
-    if let Err(response) = json_body(&body) {
-        return response.into_response();
-    }
+) -> Reply {
+    let device = authenticate(&shared, &headers)?;
+    json_body(&body)?;
     let session = {
         let mut world = shared.world();
         let Some(session) = world.sessions.get_mut(&id) else {
-            return error(StatusCode::NOT_FOUND, "not_found", "unknown session");
+            return Err(error(StatusCode::NOT_FOUND, "not_found", "unknown session"));
         };
         if device.role != Role::Camera || session.camera_id != device.id {
-            return error(
+            return Err(error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "not this session's camera",
-            );
+            ));
         }
         if session.state != SessionState::Requested {
-            return (
-                StatusCode::CONFLICT,
-                Json(
-                    json!({"error": "invalid_state", "message": "session is not requested",
-                    "state": session.state.as_str()}),
-                ),
-            )
-                .into_response();
+            return Err(ApiError {
+                state: Some(session.state.as_str()),
+                ..error(
+                    StatusCode::CONFLICT,
+                    "invalid_state",
+                    "session is not requested",
+                )
+            });
         }
         session.state = SessionState::Streaming;
         session.clone()
@@ -574,7 +567,7 @@ async fn accept_stream(
         .to(vec![session.camera_id.clone(), session.client_id.clone()])
         .emit("stream:started", &started)
         .await;
-    Json(json!({"sessionId": session.id, "state": "streaming"})).into_response()
+    Ok(Json(json!({"sessionId": session.id, "state": "streaming"})).into_response())
 }
 
 async fn end_stream(
@@ -582,44 +575,38 @@ async fn end_stream(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: String,
-) -> Response {
-    let device = match authenticate(&shared, &headers) {
-        Ok(device) => device,
-        Err(response) => return response.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response.into_response(),
-    };
+) -> Reply {
+    let device = authenticate(&shared, &headers)?;
+    let body = json_body(&body)?;
     let reason = match body.get("reason") {
         None => "ended".to_string(),
         Some(Value::String(reason)) if !reason.is_empty() && reason.len() <= 64 => reason.clone(),
         Some(_) => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "reason must be a short string",
-            );
+            ));
         }
     };
     end_session(&shared, &id, &device.id, &reason).await
 }
 
-async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Response {
+async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Reply {
     let session = {
         let mut world = shared.world();
         let Some(session) = world.sessions.get_mut(id) else {
-            return error(StatusCode::NOT_FOUND, "not_found", "unknown session");
+            return Err(error(StatusCode::NOT_FOUND, "not_found", "unknown session"));
         };
         if session.camera_id != by && session.client_id != by {
-            return error(
+            return Err(error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "not a party of this session",
-            );
+            ));
         }
         if session.state == SessionState::Ended {
-            return Json(json!({"sessionId": id, "state": "ended"})).into_response();
+            return Ok(Json(json!({"sessionId": id, "state": "ended"})).into_response());
         }
         session.state = SessionState::Ended;
         session.end_reason = Some(reason.to_string());
@@ -633,7 +620,7 @@ async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Respo
         .to(vec![session.camera_id.clone(), session.client_id.clone()])
         .emit("stream:ended", &ended)
         .await;
-    Json(json!({"sessionId": id, "state": "ended"})).into_response()
+    Ok(Json(json!({"sessionId": id, "state": "ended"})).into_response())
 }
 
 /// Ends the device's open sessions if it has not come back within the grace.
@@ -661,20 +648,19 @@ async fn get_stream(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let device = match authenticate(&shared, &headers) {
-        Ok(device) => device,
-        Err(response) => return response.into_response(),
-    };
+) -> Reply {
+    let device = authenticate(&shared, &headers)?;
     let world = shared.world();
     match world.sessions.get(&id) {
-        None => error(StatusCode::NOT_FOUND, "not_found", "unknown session"),
-        Some(session) if session.camera_id != device.id && session.client_id != device.id => error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "not a party of this session",
-        ),
-        Some(session) => Json(session_view(session)).into_response(),
+        None => Err(error(StatusCode::NOT_FOUND, "not_found", "unknown session")),
+        Some(session) if session.camera_id != device.id && session.client_id != device.id => {
+            Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "not a party of this session",
+            ))
+        }
+        Some(session) => Ok(Json(session_view(session)).into_response()),
     }
 }
 
