@@ -52,6 +52,10 @@ impl RunError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // No camera right now is the hardware's state, not the
+            // configuration's: exit 1 so systemd restarts and tries again
+            // (a camera plugged in after boot is then picked up).
+            RunError::Plan(hw::PlanError::NoCamera { .. }) => 1,
             RunError::Config(_)
             | RunError::WrongRole { .. }
             | RunError::Plan(_)

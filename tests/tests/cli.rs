@@ -224,3 +224,22 @@ fn an_out_of_range_value_from_a_file_names_file_line_and_key() {
     assert!(stderr.contains("camera.framerate"), "{stderr}");
     assert!(stderr.contains("500"), "{stderr}");
 }
+
+#[test]
+fn no_camera_at_start_exits_1_so_systemd_retries() {
+    let scratch = Scratch::new("cli-nocamera").unwrap();
+    let token = scratch.token_file("t").unwrap();
+    let text = harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", "")
+        .replace("source = \"test\"", "source = \"auto\"");
+    let config = scratch.write("agent.toml", &text).unwrap();
+    let output = Command::new(harness::agent_binary().unwrap())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // This machine has no camera (probe says so); a device that has one
+    // would start and try to log in instead.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no usable camera"), "{stderr}");
+}
