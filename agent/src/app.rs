@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{CameraSettings, ConfigError, EncoderConfig, Settings};
 use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
 use crate::control_plane::socketio::backoff::Backoff;
 use crate::control_plane::socketio::connection::{self, SocketSettings};
@@ -132,25 +132,10 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
     let tracker = TaskTracker::new();
     let socket_cancel = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::channel(64);
-    let socket_url = SocketSettings::socket_url(
-        &settings.control_plane.url,
-        &settings.control_plane.socket_path,
-    )
-    .map_err(RunError::SocketUrl)?;
-    let signaling = connection::spawn(
-        SocketSettings {
-            url: socket_url,
-            namespace: settings.control_plane.namespace.clone(),
-            token,
-            connect_timeout: settings.control_plane.request_timeout,
-            reconnect_max: settings.control_plane.reconnect_max,
-            auth_reconnect_max: Duration::from_secs(300),
-            tls: Some(roots.client_config()?),
-        },
-        events_tx,
-        socket_cancel.clone(),
-        &tracker,
-    );
+    let socket =
+        SocketSettings::for_control_plane(&settings.control_plane, token, roots.client_config()?)
+            .map_err(RunError::SocketUrl)?;
+    let signaling = connection::spawn(socket, events_tx, socket_cancel.clone(), &tracker);
     let ctx = Arc::new(SessionContext {
         rest,
         signaling,
@@ -195,18 +180,40 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
 /// cameras, and plans the session pipeline. GStreamer must be initialised.
 pub fn plan_for(settings: &Settings) -> Result<hw::PipelinePlan, hw::PlanError> {
     let board = hw::board::detect(std::path::Path::new("/"));
-    let cameras = match settings.camera.source {
+    plan(
+        &settings.camera,
+        settings.encoder,
+        board.family,
+        &cameras_for(&settings.camera.source),
+    )
+}
+
+/// The cameras a plan for `source` needs: none for the test pattern (no
+/// device is probed), else what the probe finds. GStreamer must be
+/// initialised.
+pub fn cameras_for(source: &hw::SourceKind) -> Vec<hw::Camera> {
+    match source {
         hw::SourceKind::Test => Vec::new(),
         _ => crate::probe::cameras(),
-    };
+    }
+}
+
+/// Plans the session pipeline for `camera` and `encoder` on `board`, with
+/// the cameras a probe found.
+pub fn plan(
+    camera: &CameraSettings,
+    encoder: EncoderConfig,
+    board: hw::BoardFamily,
+    cameras: &[hw::Camera],
+) -> Result<hw::PipelinePlan, hw::PlanError> {
     hw::PipelinePlan::build(
         hw::PlanInput {
-            source: &settings.camera.source,
-            capture: settings.camera.capture,
-            encoder: settings.encoder.choice,
-            settings: settings.encoder.settings,
-            board: board.family,
-            cameras: &cameras,
+            source: &camera.source,
+            capture: camera.capture,
+            encoder: encoder.choice,
+            settings: encoder.settings,
+            board,
+            cameras,
         },
         factory_exists,
     )

@@ -94,8 +94,11 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
             .map_err(Failure::clone),
     );
     let reachable = report.step("control plane", check_reachable(&settings).await);
+    let roots = roots(&settings);
     let logged_in = match (&token, reachable) {
-        (Ok(token), true) => report.step("login", check_login(&settings, token.clone()).await),
+        (Ok(token), true) => {
+            report.step("login", check_login(&settings, token.clone(), &roots).await)
+        }
         _ => {
             report.skip("login", "needs the token and a reachable control plane");
             false
@@ -105,17 +108,31 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
         (Ok(token), true) => {
             report.step(
                 "signaling socket",
-                check_socket(&settings, token.clone()).await,
+                check_socket(&settings, token.clone(), &roots).await,
             );
         }
         _ => report.skip("signaling socket", "needs a working login"),
     }
 
-    report.step("camera", check_camera(&settings));
-    let plan = match init_gstreamer() {
-        Err(err) => Err(fail(err, "install GStreamer 1.22 with the base, good, bad and ugly plugins")),
-        Ok(()) => crate::app::plan_for(&settings)
+    // One probe serves the camera check and the plan.
+    let cameras = init_gstreamer()
+        .map(|()| crate::app::cameras_for(&settings.camera.source))
+        .map_err(|err| {
+            fail(
+                err,
+                "install GStreamer 1.22 with the base, good, bad and ugly plugins",
+            )
+        });
+    report.step("camera", check_camera(&settings, &cameras));
+    let plan = match &cameras {
+        Ok(cameras) => crate::app::plan(
+            &settings.camera,
+            settings.encoder,
+            hw::board::detect(Path::new("/")).family,
+            cameras,
+        )
         .map_err(|err| fail(err, "set encoder.kind to one that is available, or install its plugin (x264enc: gstreamer1.0-plugins-ugly); `camera-agent probe` shows what exists")),
+        Err(failure) => Err(failure.clone()),
     };
     let plan_ok = report.step(
         "encoder",
@@ -228,21 +245,23 @@ async fn check_reachable(settings: &Settings) -> Result<String, Failure> {
     ))
 }
 
+const CA_FILE_HINT: &str = "point control_plane.ca_file at a PEM file with the CA certificate";
+
 fn roots(settings: &Settings) -> Result<ExtraRoots, Failure> {
-    ExtraRoots::from_setting(settings.control_plane.ca_file.as_deref()).map_err(|err| {
-        fail(
-            err,
-            "point control_plane.ca_file at a PEM file with the CA certificate",
-        )
-    })
+    ExtraRoots::from_setting(settings.control_plane.ca_file.as_deref())
+        .map_err(|err| fail(err, CA_FILE_HINT))
 }
 
-async fn check_login(settings: &Settings, token: Secret) -> Result<String, Failure> {
+async fn check_login(
+    settings: &Settings,
+    token: Secret,
+    roots: &Result<ExtraRoots, Failure>,
+) -> Result<String, Failure> {
     let rest = RestClient::new(
         settings.control_plane.url.clone(),
         token,
         settings.control_plane.request_timeout,
-        &roots(settings)?,
+        roots.as_ref().map_err(Failure::clone)?,
     )
     .map_err(|err| fail(err, "this is a bug; please report it"))?;
     match rest.me().await {
@@ -269,29 +288,27 @@ async fn check_login(settings: &Settings, token: Secret) -> Result<String, Failu
     }
 }
 
-async fn check_socket(settings: &Settings, token: Secret) -> Result<String, Failure> {
-    let url = SocketSettings::socket_url(
-        &settings.control_plane.url,
-        &settings.control_plane.socket_path,
-    )
-    .map_err(|err| fail(err, "check control_plane.url"))?;
+async fn check_socket(
+    settings: &Settings,
+    token: Secret,
+    roots: &Result<ExtraRoots, Failure>,
+) -> Result<String, Failure> {
+    let tls = roots
+        .as_ref()
+        .map_err(Failure::clone)?
+        .client_config()
+        .map_err(|err| fail(err, CA_FILE_HINT))?;
+    let socket = SocketSettings::for_control_plane(&settings.control_plane, token, tls)
+        .map_err(|err| fail(err, "check control_plane.url"))?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (events_tx, mut events) = mpsc::channel(16);
     let _handle = connection::spawn(
+        // A check, not a service: retry fast, give up at the time limit.
         SocketSettings {
-            url,
-            namespace: settings.control_plane.namespace.clone(),
-            token,
-            connect_timeout: settings.control_plane.request_timeout,
             reconnect_max: Duration::from_secs(1),
             auth_reconnect_max: Duration::from_secs(60),
-            tls: Some(roots(settings)?.client_config().map_err(|err| {
-                fail(
-                    err,
-                    "point control_plane.ca_file at a PEM file with the CA certificate",
-                )
-            })?),
+            ..socket
         },
         events_tx,
         cancel.clone(),
@@ -323,14 +340,14 @@ async fn check_socket(settings: &Settings, token: Secret) -> Result<String, Fail
     outcome
 }
 
-fn check_camera(settings: &Settings) -> Result<String, Failure> {
+fn check_camera(
+    settings: &Settings,
+    cameras: &Result<Vec<hw::Camera>, Failure>,
+) -> Result<String, Failure> {
     match &settings.camera.source {
         hw::SourceKind::Test => Ok("test pattern (no camera needed)".into()),
         hw::SourceKind::Auto | hw::SourceKind::Libcamera { .. } => {
-            if let Err(err) = crate::media::pipeline::init_gstreamer() {
-                return Err(fail(err, "install GStreamer 1.22"));
-            }
-            let cameras = crate::probe::cameras();
+            let cameras = cameras.as_ref().map_err(Failure::clone)?;
             let wanted_libcamera =
                 matches!(settings.camera.source, hw::SourceKind::Libcamera { .. });
             cameras

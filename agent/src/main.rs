@@ -179,39 +179,28 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let source = settings
-        .as_ref()
-        .map(|settings| settings.camera.source.clone())
-        .unwrap_or(hw::SourceKind::Auto);
-    let capture = settings
-        .as_ref()
-        .map(|settings| settings.camera.capture)
-        .unwrap_or(hw::CaptureSpec {
-            width: 1280,
-            height: 720,
-            framerate: 30,
-        });
-    let encoder = settings
-        .as_ref()
-        .map(|settings| settings.encoder)
-        .unwrap_or(camera_agent::config::EncoderConfig {
-            choice: hw::EncoderChoice::Auto,
-            settings: hw::EncoderSettings {
-                bitrate_kbps: 2000,
-                keyframe_interval: 60,
+    // Without a configuration: what `auto` would do at 1280x720@30.
+    let (camera, encoder) = match settings {
+        Some(settings) => (settings.camera, settings.encoder),
+        None => (
+            camera_agent::config::CameraSettings {
+                source: hw::SourceKind::Auto,
+                capture: hw::CaptureSpec {
+                    width: 1280,
+                    height: 720,
+                    framerate: 30,
+                },
             },
-        });
-    let plan = hw::PipelinePlan::build(
-        hw::PlanInput {
-            source: &source,
-            capture,
-            encoder: encoder.choice,
-            settings: encoder.settings,
-            board: found.board.family,
-            cameras: &found.cameras,
-        },
-        camera_agent::media::pipeline::factory_exists,
-    );
+            camera_agent::config::EncoderConfig {
+                choice: hw::EncoderChoice::Auto,
+                settings: hw::EncoderSettings {
+                    bitrate_kbps: 2000,
+                    keyframe_interval: 60,
+                },
+            },
+        ),
+    };
+    let plan = app::plan(&camera, encoder, found.board.family, &found.cameras);
     if json {
         let plan_json = match &plan {
             Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),

@@ -40,6 +40,24 @@ pub struct SocketSettings {
 }
 
 impl SocketSettings {
+    /// The socket of the configured control plane, with the shipped
+    /// reconnect policy (5 minute cap after a refused token).
+    pub fn for_control_plane(
+        control_plane: &crate::config::ControlPlaneSettings,
+        token: Secret,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            url: Self::socket_url(&control_plane.url, &control_plane.socket_path)?,
+            namespace: control_plane.namespace.clone(),
+            token,
+            connect_timeout: control_plane.request_timeout,
+            reconnect_max: control_plane.reconnect_max,
+            auth_reconnect_max: Duration::from_secs(300),
+            tls: Some(tls),
+        })
+    }
+
     /// Derives the websocket URL from the control plane's http(s) base.
     pub fn socket_url(base: &url::Url, socket_path: &str) -> Result<url::Url, String> {
         let mut url = base.clone();
