@@ -691,15 +691,9 @@ fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
                 _ => None,
             };
             match device {
-                Some(device) => {
-                    socket.join(device.id.clone());
-                    shared
-                        .world()
-                        .sockets
-                        .insert(socket.id.to_string(), device.id);
-                    shared.changed.notify_waiters();
-                    Ok(())
-                }
+                // The device goes online in the connect handler: only then
+                // is the socket in the namespace and able to receive events.
+                Some(_) => Ok(()),
                 None => {
                     shared.world().socket_auth_failures += 1;
                     shared.changed.notify_waiters();
@@ -722,13 +716,25 @@ fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
                     }
                 }
             });
+            let signal_shared = shared.clone();
             socket.on(
                 "webrtc:signal",
                 move |socket: SocketRef, Data(signal): Data<Value>, ack: AckSender| {
-                    let shared = shared.clone();
+                    let shared = signal_shared.clone();
                     async move { relay_signal(&shared, &socket, signal, ack).await }
                 },
             );
+            // The middleware accepted this header's token.
+            let device =
+                bearer(&socket.req_parts().headers).and_then(|token| shared.device_by_token(token));
+            if let Some(device) = device {
+                socket.join(device.id.clone());
+                shared
+                    .world()
+                    .sockets
+                    .insert(socket.id.to_string(), device.id);
+                shared.changed.notify_waiters();
+            }
         }
     };
     io.ns("/", on_connect.with(middleware));
