@@ -2,7 +2,7 @@
 //! either a typed event or an error.
 #![no_main]
 
-use camera_agent::control_plane::events::parse_inbound;
+use protocol::events::parse_inbound;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

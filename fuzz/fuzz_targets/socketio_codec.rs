@@ -2,7 +2,7 @@
 //! event or ack it decodes encodes back to the same packet.
 #![no_main]
 
-use camera_agent::control_plane::socketio::codec::{
+use protocol::codec::{
     EnginePacket, SocketPacket, decode_engine, decode_socket, encode_socket,
 };
 use libfuzzer_sys::fuzz_target;
