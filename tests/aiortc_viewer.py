@@ -36,7 +36,8 @@ async def main() -> int:
     pc = RTCPeerConnection()
     done = asyncio.Event()
     result = {"frames": 0, "width": 0, "height": 0, "first_frame_ms": None}
-    state = {"session": None, "requested_at": None, "answered": False, "pending": []}
+    state = {"session": None, "requested_at": None, "answered": False, "pending": [],
+             "early": []}
 
     async def count_frames(track):
         while result["frames"] < args.frames:
@@ -62,6 +63,10 @@ async def main() -> int:
 
     @sio.on("webrtc:signal")
     async def on_signal(signal):
+        if state["session"] is None:
+            # The offer may overtake the POST /streams answer.
+            state["early"].append(signal)
+            return
         if signal.get("sessionId") != state["session"]:
             return
         if signal["type"] == "offer":
@@ -99,6 +104,9 @@ async def main() -> int:
                 print(json.dumps({"error": body}))
                 return 1
             state["session"] = body["sessionId"]
+        for signal in state["early"]:
+            await on_signal(signal)
+        state["early"].clear()
         try:
             await asyncio.wait_for(done.wait(), args.timeout)
         except asyncio.TimeoutError:

@@ -138,6 +138,39 @@ async fn outage(
     Ok(())
 }
 
+/// The agent's lifecycle steps of one session, as `(step, elapsed_ms)`
+/// from its log: where the time to first frame goes.
+const STEPS: [&str; 7] = [
+    "accepted",
+    "pipeline playing",
+    "offer sent",
+    "answer applied",
+    "ice connected",
+    "dtls connected",
+    "first media",
+];
+
+fn step_times(agent: &AgentProcess, session_id: &str) -> Vec<Option<f64>> {
+    let records = agent.records();
+    STEPS
+        .iter()
+        .map(|step| {
+            records
+                .iter()
+                .find(|record| {
+                    record["session_id"] == session_id
+                        && match *step {
+                            "ice connected" => {
+                                record["message"] == "ice state" && record["state"] == "Connected"
+                            }
+                            _ => record["message"] == *step,
+                        }
+                })
+                .and_then(|record| record["elapsed_ms"].as_f64())
+        })
+        .collect()
+}
+
 /// Failed connection attempts so far (one warning each).
 fn count_lost(agent: &AgentProcess) -> usize {
     agent
@@ -185,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
     let mut first_frames = Vec::new();
     let mut teardowns = Vec::new();
     let mut rss_after_first = 0;
+    let mut steps: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
     for round in 0..args.sessions {
         let report = viewer.watch(CAMERA.0, 30, Duration::from_secs(30)).await?;
         let first = report.stats.first_frame.context("no first frame")?;
@@ -203,6 +237,11 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         if round == 0 {
             rss_after_first = harness::rss_kib(pid)?;
+        } else {
+            // The first session pays one-off costs; the steps are for the rest.
+            for (times, time) in steps.iter_mut().zip(step_times(&agent, &report.session_id)) {
+                times.extend(time);
+            }
         }
         eprintln!(
             "session {}: first frame {:.1} ms, back to idle fds/threads {:.1} ms after end",
@@ -286,5 +325,16 @@ async fn main() -> anyhow::Result<()> {
         agent_cpu / reference
     );
     println!("| frames decoded during the CPU window | {:.1} fps |", fps);
+    println!();
+    println!(
+        "| agent step (sessions 2..{}), ms after stream:requested | median |",
+        args.sessions
+    );
+    println!("| --- | --- |");
+    for (step, times) in STEPS.iter().zip(steps.iter_mut()) {
+        if !times.is_empty() {
+            println!("| {step} | {:.0} |", median(times));
+        }
+    }
     Ok(())
 }
