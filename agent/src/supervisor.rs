@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::control_plane::events::{Inbound, StreamRequested, parse_inbound};
 use crate::control_plane::rest::RestError;
@@ -280,8 +280,21 @@ impl Supervisor {
         let ctx = self.ctx.clone();
         let finished = self.finished_tx.clone();
         let session_id = request.session_id.clone();
+        let tracker = self.tracker.clone();
         self.tracker.spawn(async move {
-            let cause = actor::run(ctx, request, receiver, started).await;
+            let actor = actor::run(ctx.clone(), request, receiver, started);
+            let cause = match run_reporting(&tracker, actor).await {
+                Some(cause) => cause,
+                None => {
+                    // The viewer would otherwise wait on a session nobody serves.
+                    let reason = CameraReason::CameraError;
+                    let end = ctx.rest.end(&session_id, reason.code());
+                    if !matches!(tokio::time::timeout(ctx.end_timeout, end).await, Ok(Ok(_))) {
+                        warn!(%session_id, "ending the failed session over REST did not succeed");
+                    }
+                    EndCause::Camera(reason)
+                }
+            };
             let _ = finished
                 .send(Finished {
                     session_id,
@@ -317,5 +330,45 @@ impl Supervisor {
                 }
             });
         }
+    }
+}
+
+/// Runs a session actor as a task of its own and says how it ended, or
+/// `None` if it panicked (a bug). Either way the caller hears of the end:
+/// an entry left in the session table would make the camera refuse every
+/// later viewer with `camera_busy`. The actor's pipeline is dropped, and so
+/// set to NULL, while the panic unwinds.
+async fn run_reporting<F>(tracker: &TaskTracker, actor: F) -> Option<EndCause>
+where
+    F: Future<Output = EndCause> + Send + 'static,
+{
+    match tracker.spawn(actor).await {
+        Ok(cause) => Some(cause),
+        Err(err) => {
+            error!(error = %err, "session task failed; ending the session with camera_error");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_session_is_still_reported_as_ended() {
+        let tracker = TaskTracker::new();
+        let normal = run_reporting(&tracker, async { EndCause::Server("hangup".into()) }).await;
+        assert_eq!(normal, Some(EndCause::Server("hangup".into())));
+        let panicked = run_reporting(&tracker, async {
+            if std::hint::black_box(true) {
+                panic!("bug in a session actor");
+            }
+            EndCause::AcceptRefused
+        })
+        .await;
+        assert_eq!(panicked, None);
+        tracker.close();
+        tracker.wait().await;
     }
 }
