@@ -36,6 +36,16 @@ def say(line):
     print(line, flush=True)
 
 
+def authenticated(handler):
+    """Every REST call carries the bearer token (contract section 2)."""
+    async def checked(self, request):
+        device = self.device(request)
+        if device is None:
+            return self.fail(401, "unauthorized", "missing or unknown token")
+        return await handler(self, request, device)
+    return checked
+
+
 class ControlPlane:
     def __init__(self, cameras, clients):
         # token -> (device id, role); every client is linked to every camera.
@@ -99,16 +109,12 @@ class ControlPlane:
     def view(self, session):
         return {key: session[key] for key in ("sessionId", "state", "cameraId", "clientId")}
 
-    async def me(self, request):
-        device = self.device(request)
-        if device is None:
-            return self.fail(401, "unauthorized", "missing or unknown token")
+    @authenticated
+    async def me(self, request, device):
         return web.json_response({"id": device[0], "role": device[1], "name": device[0]})
 
-    async def create(self, request):
-        device = self.device(request)
-        if device is None:
-            return self.fail(401, "unauthorized", "missing or unknown token")
+    @authenticated
+    async def create(self, request, device):
         try:
             body = await self.body(request, required=True)
         except ValueError as err:
@@ -147,10 +153,8 @@ class ControlPlane:
             return None, self.fail(403, "forbidden", "not a party of this session")
         return session, None
 
-    async def accept(self, request):
-        device = self.device(request)
-        if device is None:
-            return self.fail(401, "unauthorized", "missing or unknown token")
+    @authenticated
+    async def accept(self, request, device):
         session, error = self.lookup(request, device)
         if error is not None:
             return error
@@ -166,10 +170,8 @@ class ControlPlane:
             await self.sio.emit("stream:started", started, to=party)
         return web.json_response({"sessionId": session["sessionId"], "state": "streaming"})
 
-    async def end(self, request):
-        device = self.device(request)
-        if device is None:
-            return self.fail(401, "unauthorized", "missing or unknown token")
+    @authenticated
+    async def end(self, request, device):
         try:
             body = await self.body(request, required=False)
         except ValueError as err:
@@ -188,10 +190,8 @@ class ControlPlane:
                 await self.sio.emit("stream:ended", ended, to=party)
         return web.json_response({"sessionId": session["sessionId"], "state": "ended"})
 
-    async def get(self, request):
-        device = self.device(request)
-        if device is None:
-            return self.fail(401, "unauthorized", "missing or unknown token")
+    @authenticated
+    async def get(self, request, device):
         session, error = self.lookup(request, device)
         if error is not None:
             return error

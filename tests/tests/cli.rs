@@ -20,6 +20,35 @@ fn check_config(path: &Path) -> (Option<i32>, String, String) {
     )
 }
 
+/// The `[control_plane]` every config needs; tests append what they break.
+const BASE: &str = "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n";
+
+/// `check-config` on `text` must exit 78 with every one of `needles` in
+/// its message.
+fn assert_refused(name: &str, text: &str, needles: &[&str]) {
+    let scratch = Scratch::new(name).unwrap();
+    let path = scratch.write("agent.toml", text).unwrap();
+    let (code, _, stderr) = check_config(&path);
+    assert_eq!(code, Some(78), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
+/// `camera-agent run` on `config` with extra environment; exit code and stderr.
+fn run(config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(harness::agent_binary().unwrap())
+        .args(["run", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn every_example_config_is_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
@@ -37,31 +66,14 @@ fn every_example_config_is_valid() {
 
 #[test]
 fn a_typo_exits_78_and_names_the_key_and_line() {
-    let scratch = Scratch::new("cli-typo").unwrap();
-    let path = scratch
-        .write(
-            "agent.toml",
-            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[camera]\nframrate = 30\n",
-        )
-        .unwrap();
-    let (code, _, stderr) = check_config(&path);
-    assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("framrate"), "{stderr}");
-    assert!(stderr.contains("line 5"), "{stderr}");
+    let text = format!("{BASE}[camera]\nframrate = 30\n");
+    assert_refused("cli-typo", &text, &["framrate", "line 5"]);
 }
 
 #[test]
 fn a_bad_value_exits_78_and_names_the_key() {
-    let scratch = Scratch::new("cli-value").unwrap();
-    let path = scratch
-        .write(
-            "agent.toml",
-            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[session]\nanswer_timeout = \"fast\"\n",
-        )
-        .unwrap();
-    let (code, _, stderr) = check_config(&path);
-    assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("session.answer_timeout"), "{stderr}");
+    let text = format!("{BASE}[session]\nanswer_timeout = \"fast\"\n");
+    assert_refused("cli-value", &text, &["session.answer_timeout"]);
 }
 
 #[test]
@@ -76,13 +88,8 @@ fn run_refuses_a_token_file_others_can_read_without_printing_it() {
             &harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", ""),
         )
         .unwrap();
-    let output = Command::new(harness::agent_binary().unwrap())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    let (code, stderr) = run(&config, &[]);
+    assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
     assert!(!stderr.contains("super-secret-token-value"), "{stderr}");
 }
@@ -97,14 +104,8 @@ fn simple_streaming_off_is_refused_clearly() {
             &harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", ""),
         )
         .unwrap();
-    let output = Command::new(harness::agent_binary().unwrap())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("SIMPLE_STREAMING", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    let (code, stderr) = run(&config, &[("SIMPLE_STREAMING", "0")]);
+    assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("legacy"), "{stderr}");
 }
 
@@ -131,7 +132,7 @@ fn check_config_shows_layering_order_and_origins() {
     let main = scratch
         .write(
             "agent.toml",
-            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[camera]\nwidth = 640\nheight = 480\nframerate = 30\n",
+            &format!("{BASE}[camera]\nwidth = 640\nheight = 480\nframerate = 30\n"),
         )
         .unwrap();
     std::fs::create_dir_all(scratch.dir.join("agent.toml.d")).unwrap();
@@ -189,12 +190,7 @@ fn check_config_shows_layering_order_and_origins() {
 #[test]
 fn a_wrong_type_in_a_drop_in_names_the_file_and_line() {
     let scratch = Scratch::new("cli-dropin").unwrap();
-    let main = scratch
-        .write(
-            "agent.toml",
-            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n",
-        )
-        .unwrap();
+    let main = scratch.write("agent.toml", BASE).unwrap();
     std::fs::create_dir_all(scratch.dir.join("agent.toml.d")).unwrap();
     scratch
         .write(
@@ -211,18 +207,12 @@ fn a_wrong_type_in_a_drop_in_names_the_file_and_line() {
 
 #[test]
 fn an_out_of_range_value_from_a_file_names_file_line_and_key() {
-    let scratch = Scratch::new("cli-range").unwrap();
-    let path = scratch
-        .write(
-            "agent.toml",
-            "[control_plane]\nurl = \"https://x.example\"\ntoken_file = \"/t\"\n[camera]\nframerate = 500\n",
-        )
-        .unwrap();
-    let (code, _, stderr) = check_config(&path);
-    assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("agent.toml:5"), "{stderr}");
-    assert!(stderr.contains("camera.framerate"), "{stderr}");
-    assert!(stderr.contains("500"), "{stderr}");
+    let text = format!("{BASE}[camera]\nframerate = 500\n");
+    assert_refused(
+        "cli-range",
+        &text,
+        &["agent.toml:5", "camera.framerate", "500"],
+    );
 }
 
 #[test]
@@ -232,14 +222,9 @@ fn no_camera_at_start_exits_1_so_systemd_retries() {
     let text = harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", "")
         .replace("source = \"test\"", "source = \"auto\"");
     let config = scratch.write("agent.toml", &text).unwrap();
-    let output = Command::new(harness::agent_binary().unwrap())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = run(&config, &[]);
     // This machine has no camera (probe says so); a device that has one
     // would start and try to log in instead.
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no usable camera"), "{stderr}");
 }

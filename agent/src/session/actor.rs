@@ -15,7 +15,8 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, error, info, warn};
 
 use super::machine::{Action, CameraReason, EndCause, Input, Machine, Phase};
-use crate::control_plane::events::{Candidate, SignalBody, StreamRequested, signal_payload};
+use super::negotiation::{Negotiation, Step};
+use crate::control_plane::events::{SignalBody, StreamRequested, signal_payload};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::SignalingHandle;
 use crate::media::pipeline::{MediaConfig, MediaEvent, MediaSession};
@@ -48,9 +49,6 @@ pub struct SessionContext {
     pub end_timeout: Duration,
 }
 
-/// Remote candidates held before the answer is applied, at most this many.
-const MAX_HELD_CANDIDATES: usize = 64;
-
 struct Session {
     ctx: Arc<SessionContext>,
     id: String,
@@ -60,13 +58,7 @@ struct Session {
     machine: Machine,
     media: Option<MediaSession>,
     media_tx: mpsc::Sender<MediaEvent>,
-    offer_requested: bool,
-    offer_sent: bool,
-    mids: Vec<Option<String>>,
-    held_local: Vec<(u32, String)>,
-    gathering_complete: bool,
-    answer_pending: bool,
-    held_remote: Vec<Option<Candidate>>,
+    negotiation: Negotiation,
     timers: Timers,
 }
 
@@ -120,13 +112,7 @@ pub async fn run(
         machine: Machine::new(),
         media: None,
         media_tx,
-        offer_requested: false,
-        offer_sent: false,
-        mids: Vec::new(),
-        held_local: Vec::new(),
-        gathering_complete: false,
-        answer_pending: false,
-        held_remote: Vec::new(),
+        negotiation: Negotiation::new(),
         timers: Timers::default(),
     };
     let accepted = session.ctx.rest.accept(&session.id).await;
@@ -274,55 +260,35 @@ impl Session {
     }
 
     async fn on_signal(&mut self, body: SignalBody) {
-        match body {
-            SignalBody::Answer { sdp } => {
-                if self.machine.phase() != &Phase::AwaitingAnswer || self.answer_pending {
-                    warn!(session_id = %self.id, phase = self.machine.phase().name(),
-                        "answer not expected now; dropped");
-                    return;
-                }
-                let Some(media) = &self.media else { return };
-                match media.set_remote_answer(&sdp, self.media_tx.clone()) {
-                    Ok(()) => self.answer_pending = true,
-                    Err(err) => {
-                        warn!(session_id = %self.id, error = %err, "unusable answer; dropped")
-                    }
-                }
-            }
-            SignalBody::Offer { .. } => {
-                warn!(session_id = %self.id, "offer from the viewer; the camera is the offerer; dropped");
-            }
-            SignalBody::Candidate(candidate) => {
-                if self.machine.phase() == &Phase::AwaitingAnswer || self.answer_pending {
-                    if self.held_remote.len() < MAX_HELD_CANDIDATES {
-                        self.held_remote.push(candidate);
-                    } else {
-                        warn!(session_id = %self.id, "too many early candidates; dropped");
-                    }
-                    return;
-                }
-                self.add_remote_candidate(candidate);
-            }
+        match self.negotiation.remote_signal(body) {
+            Ok(steps) => self.perform_steps(steps).await,
+            Err(why) => warn!(session_id = %self.id, phase = self.machine.phase().name(),
+                "viewer signal dropped: {why}"),
         }
     }
 
-    fn add_remote_candidate(&self, candidate: Option<Candidate>) {
-        let Some(media) = &self.media else { return };
-        match candidate {
-            None => media.add_remote_candidate(0, None),
-            Some(candidate) => {
-                let mline = candidate.sdp_m_line_index.or_else(|| {
-                    let mid = candidate.sdp_mid.as_deref()?;
-                    self.mids
-                        .iter()
-                        .position(|known| known.as_deref() == Some(mid))
-                        .map(|index| index as u32)
-                });
-                match mline {
-                    Some(mline) if (mline as usize) < self.mids.len().max(1) => {
-                        media.add_remote_candidate(mline, Some(&candidate.candidate));
+    /// Performs what the negotiation asks for. Without a pipeline (the
+    /// session is ending) there is nothing to give webrtcbin.
+    async fn perform_steps(&mut self, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Send(body) => self.send_signal(&body).await,
+                Step::CreateOffer => {
+                    if let Some(media) = &self.media {
+                        media.create_offer(self.media_tx.clone());
                     }
-                    _ => warn!(session_id = %self.id, "candidate for an unknown m-line; dropped"),
+                }
+                Step::ApplyAnswer(sdp) => {
+                    let Some(media) = &self.media else { continue };
+                    if let Err(err) = media.set_remote_answer(&sdp, self.media_tx.clone()) {
+                        warn!(session_id = %self.id, error = %err, "unusable answer; dropped");
+                        self.negotiation.answer_rejected();
+                    }
+                }
+                Step::AddRemote { mline, candidate } => {
+                    if let Some(media) = &self.media {
+                        media.add_remote_candidate(mline, candidate.as_deref());
+                    }
                 }
             }
         }
@@ -332,12 +298,8 @@ impl Session {
         match event {
             MediaEvent::NegotiationNeeded => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "negotiation needed");
-                if !self.offer_requested
-                    && let Some(media) = &self.media
-                {
-                    self.offer_requested = true;
-                    media.create_offer(self.media_tx.clone());
-                }
+                let steps = self.negotiation.negotiation_needed().into_iter().collect();
+                self.perform_steps(steps).await;
             }
             MediaEvent::OfferCreated(Ok(offer)) => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer created");
@@ -352,40 +314,25 @@ impl Session {
                     }
                 };
                 let text = sdp::with_fingerprint(&text, self.ctx.media.identity.fingerprint());
-                self.mids = sdp::mids(&text);
-                self.send_signal(&SignalBody::Offer { sdp: text }).await;
-                self.offer_sent = true;
+                let steps = self.negotiation.offer_ready(text);
+                self.perform_steps(steps).await;
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer sent");
                 self.apply(Input::OfferSent).await;
-                for (mline, candidate) in std::mem::take(&mut self.held_local) {
-                    self.send_local_candidate(mline, candidate).await;
-                }
-                if self.gathering_complete {
-                    self.send_signal(&SignalBody::Candidate(None)).await;
-                }
             }
             MediaEvent::OfferCreated(Err(err)) => {
                 error!(session_id = %self.id, error = %err, "offer creation failed");
                 self.apply(Input::MediaError).await;
             }
             MediaEvent::LocalCandidate { mline, candidate } => {
-                if self.offer_sent {
-                    self.send_local_candidate(mline, candidate).await;
-                } else {
-                    self.held_local.push((mline, candidate));
-                }
+                let steps = self.negotiation.local_candidate(mline, candidate);
+                self.perform_steps(steps.into_iter().collect()).await;
             }
             MediaEvent::GatheringComplete => {
-                if !self.gathering_complete {
-                    self.gathering_complete = true;
-                    if self.offer_sent {
-                        self.send_signal(&SignalBody::Candidate(None)).await;
-                    }
-                    debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "candidates complete");
-                }
+                debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "candidates complete");
+                let steps = self.negotiation.gathering_complete();
+                self.perform_steps(steps.into_iter().collect()).await;
             }
             MediaEvent::RemoteDescriptionSet(Ok(())) => {
-                self.answer_pending = false;
                 self.timers.answer = None;
                 self.timers.ice_connect = Some(Instant::now() + self.ctx.ice_timeout);
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "answer applied");
@@ -393,12 +340,14 @@ impl Session {
                     media.watch_dtls(self.media_tx.clone());
                 }
                 self.apply(Input::AnswerApplied).await;
-                for candidate in std::mem::take(&mut self.held_remote) {
-                    self.add_remote_candidate(candidate);
+                let (steps, dropped) = self.negotiation.answer_applied();
+                for why in dropped {
+                    warn!(session_id = %self.id, "held viewer candidate dropped: {why}");
                 }
+                self.perform_steps(steps).await;
             }
             MediaEvent::RemoteDescriptionSet(Err(err)) => {
-                self.answer_pending = false;
+                self.negotiation.answer_rejected();
                 warn!(session_id = %self.id, error = %err, "answer rejected by webrtcbin; dropped");
             }
             MediaEvent::IceState(state) => {
@@ -432,15 +381,5 @@ impl Session {
                 self.apply(Input::MediaError).await;
             }
         }
-    }
-
-    async fn send_local_candidate(&self, mline: u32, candidate: String) {
-        let mid = self.mids.get(mline as usize).cloned().flatten();
-        let body = SignalBody::Candidate(Some(Candidate {
-            candidate,
-            sdp_mid: mid,
-            sdp_m_line_index: Some(mline),
-        }));
-        self.send_signal(&body).await;
     }
 }

@@ -1,5 +1,6 @@
-//! One streaming session: the pure lifecycle machine and the actor task that
-//! performs its actions.
+//! One streaming session: the pure lifecycle machine, the pure offer/answer
+//! negotiation, and the actor task that performs what they decide.
 
 pub mod actor;
 pub mod machine;
+pub mod negotiation;
