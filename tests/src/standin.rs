@@ -268,6 +268,12 @@ impl StandIn {
         let listener =
             axum::serve::ListenerExt::tap_io(listener, move |tcp: &mut tokio::net::TcpStream| {
                 use std::os::fd::AsFd;
+                // As production Socket.IO servers do (Node's http server
+                // since v18, aiohttp): without it, Nagle's algorithm holds
+                // the relayed answer behind an unacknowledged ack for up to
+                // a delayed-ACK period (~40 ms), a wait that is the
+                // stand-in's, not the agent's.
+                let _ = tcp.set_nodelay(true);
                 if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
                     tracked
                         .lock()

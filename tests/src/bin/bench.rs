@@ -218,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
     let mut first_frames = Vec::new();
     let mut teardowns = Vec::new();
     let mut rss_after_first = 0;
+    let mut anon_after_first = 0;
     let mut steps: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
     for round in 0..args.sessions {
         let report = viewer.watch(CAMERA.0, 30, Duration::from_secs(30)).await?;
@@ -237,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         if round == 0 {
             rss_after_first = harness::rss_kib(pid)?;
+            anon_after_first = harness::rss_anon_kib(pid)?;
         } else {
             // The first session pays one-off costs; the steps are for the rest.
             for (times, time) in steps.iter_mut().zip(step_times(&agent, &report.session_id)) {
@@ -251,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let rss_after_all = harness::rss_kib(pid)?;
+    let anon_after_all = harness::rss_anon_kib(pid)?;
 
     // CPU and RSS while streaming: one long session, sampled mid-stream.
     let window = Duration::from_secs(args.cpu_seconds);
@@ -316,6 +319,12 @@ async fn main() -> anyhow::Result<()> {
         args.sessions,
         rss_after_first as f64 / 1024.0,
         rss_after_all as f64 / 1024.0
+    );
+    println!(
+        "| anonymous RSS after session 1 / after session {} | {:.1} / {:.1} MiB |",
+        args.sessions,
+        anon_after_first as f64 / 1024.0,
+        anon_after_all as f64 / 1024.0
     );
     println!(
         "| CPU streaming (agent) / capture+x264 alone | {:.2} s / {:.2} s over {} s = {:.2} |",
