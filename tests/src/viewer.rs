@@ -249,6 +249,12 @@ impl Viewer {
             .property("latency", 20u32)
             .build()?;
         pipeline.add(&webrtcbin)?;
+        // No UPnP discovery from the viewer either, so any SSDP a test
+        // sees in the namespace is the agent's.
+        let agent = webrtcbin
+            .property::<gst::glib::Object>("ice-agent")
+            .property::<gst::glib::Object>("agent");
+        agent.set_property("upnp", false);
         let mids: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         connect_viewer_signals(
             &pipeline,

@@ -136,6 +136,14 @@ fn tune_ice(webrtcbin: &gst::Element) {
         if agent.find_property("stun-pacing-timer").is_some() {
             agent.set_property("stun-pacing-timer", 5u32);
         }
+        // libnice would otherwise search the LAN for a UPnP gateway (SSDP
+        // multicast) and ask it to forward a port to the camera: a silent
+        // hole in the site's router that nobody configured. Reachability
+        // comes from the host candidates and the STUN/TURN servers given.
+        if agent.find_property("upnp").is_some() {
+            tracing::debug!(was = agent.property::<bool>("upnp"), "UPnP off");
+            agent.set_property("upnp", false);
+        }
     }
 }
 
@@ -614,4 +622,23 @@ pub fn runtime_version() -> Option<String> {
     gst::init().ok()?;
     let (major, minor, micro, _) = gst::version();
     Some(format!("{major}.{minor}.{micro}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_is_tuned_udp_only_fast_paced_and_without_upnp() {
+        init_gstreamer().unwrap();
+        let webrtcbin = make("webrtcbin").unwrap();
+        let ice = webrtcbin.property::<glib::Object>("ice-agent");
+        let agent = ice.property::<glib::Object>("agent");
+        // libnice's defaults, which the agent must change.
+        assert!(agent.property::<bool>("upnp"));
+        tune_ice(&webrtcbin);
+        assert!(!agent.property::<bool>("upnp"), "UPnP port mapping left on");
+        assert!(!ice.property::<bool>("ice-tcp"));
+        assert_eq!(agent.property::<u32>("stun-pacing-timer"), 5);
+    }
 }
