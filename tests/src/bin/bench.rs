@@ -161,7 +161,10 @@ fn step_times(agent: &AgentProcess, session_id: &str) -> Vec<Option<f64>> {
                     record["session_id"] == session_id
                         && match *step {
                             "ice connected" => {
-                                record["message"] == "ice state" && record["state"] == "Connected"
+                                // The notify may read the state after it moved on.
+                                record["message"] == "ice state"
+                                    && (record["state"] == "Connected"
+                                        || record["state"] == "Completed")
                             }
                             _ => record["message"] == *step,
                         }
