@@ -251,10 +251,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         eprintln!(
-            "session {}: first frame {:.1} ms, back to idle fds/threads {:.1} ms after end",
+            "session {}: first frame {:.1} ms, back to idle fds/threads {:.1} ms after end, \
+             RSS {} KiB (anonymous {} KiB)",
             round + 1,
             first.as_secs_f64() * 1000.0,
-            settle_ms
+            settle_ms,
+            harness::rss_kib(pid)?,
+            harness::rss_anon_kib(pid)?
         );
     }
     let rss_after_all = harness::rss_kib(pid)?;
