@@ -287,6 +287,26 @@ async fn main() -> anyhow::Result<()> {
     agent
         .wait_message("teardown done", Some(&session_id), Duration::from_secs(5))
         .await?;
+    // The same comparison under the same load: a second session with the
+    // reference running beside it, both measured over one window, so the
+    // viewer's decoding and the machine's other load weigh on both.
+    let requested = Instant::now();
+    let session_id = viewer.request(CAMERA.0).await?;
+    let (_, agent_cpu_shared, reference_shared) = tokio::join!(
+        viewer.play(
+            &session_id,
+            requested,
+            None,
+            warmup + window + Duration::from_secs(1),
+        ),
+        cpu_over(pid, warmup, window),
+        reference_cpu(&args, warmup, window),
+    );
+    let (agent_cpu_shared, reference_shared) = (agent_cpu_shared?, reference_shared?);
+    viewer.end(&session_id).await?;
+    agent
+        .wait_message("teardown done", Some(&session_id), Duration::from_secs(5))
+        .await?;
     viewer.close().await;
     let reference = reference_cpu(&args, warmup, window).await?;
 
@@ -335,11 +355,18 @@ async fn main() -> anyhow::Result<()> {
         anon_after_all as f64 / 1024.0
     );
     println!(
-        "| CPU streaming (agent) / capture+x264 alone | {:.2} s / {:.2} s over {} s = {:.2} |",
+        "| CPU streaming (agent) / capture+x264 alone afterwards | {:.2} s / {:.2} s over {} s = {:.2} |",
         agent_cpu,
         reference,
         window.as_secs(),
         agent_cpu / reference
+    );
+    println!(
+        "| CPU, agent streaming beside the reference (same window) | {:.2} s / {:.2} s over {} s = {:.2} |",
+        agent_cpu_shared,
+        reference_shared,
+        window.as_secs(),
+        agent_cpu_shared / reference_shared
     );
     println!("| frames decoded during the CPU window | {:.1} fps |", fps);
     println!();
