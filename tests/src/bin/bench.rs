@@ -292,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
     // viewer's decoding and the machine's other load weigh on both.
     let requested = Instant::now();
     let session_id = viewer.request(CAMERA.0).await?;
-    let (_, agent_cpu_shared, reference_shared) = tokio::join!(
+    let (played, agent_cpu_shared, reference_shared) = tokio::join!(
         viewer.play(
             &session_id,
             requested,
@@ -302,6 +302,8 @@ async fn main() -> anyhow::Result<()> {
         cpu_over(pid, warmup, window),
         reference_cpu(&args, warmup, window),
     );
+    // A session that did not stream makes the window's figures meaningless.
+    played.context("the side-by-side session")?;
     let (agent_cpu_shared, reference_shared) = (agent_cpu_shared?, reference_shared?);
     viewer.end(&session_id).await?;
     agent
