@@ -288,10 +288,7 @@ impl Supervisor {
                 None => {
                     // The viewer would otherwise wait on a session nobody serves.
                     let reason = CameraReason::CameraError;
-                    let end = ctx.rest.end(&session_id, reason.code());
-                    if !matches!(tokio::time::timeout(ctx.end_timeout, end).await, Ok(Ok(_))) {
-                        warn!(%session_id, "ending the failed session over REST did not succeed");
-                    }
+                    ctx.end_over_rest(&session_id, reason).await;
                     EndCause::Camera(reason)
                 }
             };

@@ -95,6 +95,21 @@ impl Timers {
     }
 }
 
+impl SessionContext {
+    /// Tells the server the camera ends `session_id`, bounded by
+    /// `end_timeout`; a failure is logged, teardown goes on regardless.
+    pub async fn end_over_rest(&self, session_id: &str, reason: CameraReason) {
+        let call = self.rest.end(session_id, reason.code());
+        match tokio::time::timeout(self.end_timeout, call).await {
+            Ok(Ok(_)) => info!(%session_id, reason = reason.code(), "end sent"),
+            Ok(Err(err)) => warn!(%session_id, reason = reason.code(), error = %err,
+                "ending the session over REST failed; tearing down anyway"),
+            Err(_) => warn!(%session_id, reason = reason.code(),
+                "ending the session over REST timed out; tearing down anyway"),
+        }
+    }
+}
+
 /// Runs a session to its end and returns why it ended.
 pub async fn run(
     ctx: Arc<SessionContext>,
@@ -218,7 +233,7 @@ impl Session {
                 }
             }
             Action::EndOverRest(reason) => {
-                self.end_over_rest(reason).await;
+                self.ctx.end_over_rest(&self.id, reason).await;
                 None
             }
             Action::Teardown => {
@@ -233,17 +248,6 @@ impl Session {
                 info!(session_id = %self.id, cause = %cause, elapsed_ms = self.elapsed_ms(), "ended");
                 Some(Input::TeardownDone)
             }
-        }
-    }
-
-    async fn end_over_rest(&self, reason: CameraReason) {
-        let call = self.ctx.rest.end(&self.id, reason.code());
-        match tokio::time::timeout(self.ctx.end_timeout, call).await {
-            Ok(Ok(_)) => info!(session_id = %self.id, reason = reason.code(), "end sent"),
-            Ok(Err(err)) => warn!(session_id = %self.id, reason = reason.code(), error = %err,
-                "ending the session over REST failed; tearing down anyway"),
-            Err(_) => warn!(session_id = %self.id, reason = reason.code(),
-                "ending the session over REST timed out; tearing down anyway"),
         }
     }
 
@@ -269,7 +273,7 @@ impl Session {
 
     /// Performs what the negotiation asks for. Without a pipeline (the
     /// session is ending) there is nothing to give webrtcbin.
-    async fn perform_steps(&mut self, steps: Vec<Step>) {
+    async fn perform_steps(&mut self, steps: impl IntoIterator<Item = Step>) {
         for step in steps {
             match step {
                 Step::Send(body) => self.send_signal(&body).await,
@@ -298,7 +302,7 @@ impl Session {
         match event {
             MediaEvent::NegotiationNeeded => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "negotiation needed");
-                let steps = self.negotiation.negotiation_needed().into_iter().collect();
+                let steps = self.negotiation.negotiation_needed();
                 self.perform_steps(steps).await;
             }
             MediaEvent::OfferCreated(Ok(offer)) => {
@@ -325,12 +329,12 @@ impl Session {
             }
             MediaEvent::LocalCandidate { mline, candidate } => {
                 let steps = self.negotiation.local_candidate(mline, candidate);
-                self.perform_steps(steps.into_iter().collect()).await;
+                self.perform_steps(steps).await;
             }
             MediaEvent::GatheringComplete => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "candidates complete");
                 let steps = self.negotiation.gathering_complete();
-                self.perform_steps(steps.into_iter().collect()).await;
+                self.perform_steps(steps).await;
             }
             MediaEvent::RemoteDescriptionSet(Ok(())) => {
                 self.timers.answer = None;

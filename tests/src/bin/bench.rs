@@ -356,19 +356,22 @@ async fn main() -> anyhow::Result<()> {
         anon_after_first as f64 / 1024.0,
         anon_after_all as f64 / 1024.0
     );
-    println!(
-        "| CPU streaming (agent) / capture+x264 alone afterwards | {:.2} s / {:.2} s over {} s = {:.2} |",
+    let cpu_row = |label: &str, agent: f64, reference: f64| {
+        println!(
+            "| {label} | {agent:.2} s / {reference:.2} s over {} s = {:.2} |",
+            window.as_secs(),
+            agent / reference
+        );
+    };
+    cpu_row(
+        "CPU streaming (agent) / capture+x264 alone afterwards",
         agent_cpu,
         reference,
-        window.as_secs(),
-        agent_cpu / reference
     );
-    println!(
-        "| CPU, agent streaming beside the reference (same window) | {:.2} s / {:.2} s over {} s = {:.2} |",
+    cpu_row(
+        "CPU, agent streaming beside the reference (same window)",
         agent_cpu_shared,
         reference_shared,
-        window.as_secs(),
-        agent_cpu_shared / reference_shared
     );
     println!("| frames decoded during the CPU window | {:.1} fps |", fps);
     println!();
