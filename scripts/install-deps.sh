@@ -2,7 +2,8 @@
 # Installs the system packages camera-agent builds and tests with on Debian 12
 # (GStreamer 1.22 with the WebRTC, x264, OpenH264 and libav plugins), the Rust
 # components CI checks with, and the Python packages of the independent
-# aiortc viewer. Run as root.
+# aiortc viewer; nftables, coturn and headless Chromium for the bad-link
+# test bed (tests/src/netem.rs). Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -14,7 +15,8 @@ apt-get install -y --no-install-recommends \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
   python3 python3-pip \
   systemd dpkg-dev lintian file \
-  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+  nftables coturn chromium
 
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy

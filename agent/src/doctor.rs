@@ -14,7 +14,8 @@ use crate::config::{Secret, Settings};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SignalingEvent, SocketSettings};
 use crate::control_plane::tls::ExtraRoots;
-use crate::media::pipeline::{init_gstreamer, test_encode};
+use crate::media::runtime::init_gstreamer;
+use crate::media::test_encode::test_encode;
 
 /// One failed step: what is wrong and what to try.
 #[derive(Clone)]
@@ -155,7 +156,7 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
                 tokio::task::spawn_blocking(move || test_encode(&plan, Duration::from_secs(2)))
                     .await
                     .unwrap_or_else(|err| {
-                        Err(crate::media::pipeline::MediaError::Start(err.to_string()))
+                        Err(crate::media::elements::MediaError::Start(err.to_string()))
                     });
             report.step(
                 &name,

@@ -97,7 +97,7 @@ fn version() -> String {
 }
 
 fn gst_version() -> Option<String> {
-    camera_agent::media::pipeline::runtime_version()
+    camera_agent::media::runtime::runtime_version()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use hw::{Board, Camera, CameraApi, CameraMode, EncoderKind, PixelKind};
 
-use crate::media::pipeline::{MediaError, factory_exists, init_gstreamer};
+use crate::media::elements::MediaError;
+use crate::media::runtime::{factory_exists, init_gstreamer};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EncoderPresence {

@@ -171,6 +171,23 @@ impl EncoderKind {
         }
     }
 
+    /// The property that changes the bitrate of a running encoder, and its
+    /// value for `kbps`: the congestion controller's lever. Every encoder
+    /// here applies it to the next frames without a restart (x264 through
+    /// `x264_encoder_reconfig`, the V4L2 encoders through a control set on
+    /// the open device).
+    pub fn live_bitrate(self, kbps: u32) -> (&'static str, String) {
+        let bps = u64::from(kbps) * 1000;
+        match self {
+            EncoderKind::V4l2H264Enc => ("extra-controls", format!("controls,video_bitrate={bps}")),
+            EncoderKind::NvV4l2H264Enc | EncoderKind::OpenH264Enc => ("bitrate", bps.to_string()),
+            EncoderKind::MppH264Enc => ("bps", bps.to_string()),
+            EncoderKind::VaH264Enc | EncoderKind::VaapiH264Enc | EncoderKind::X264Enc => {
+                ("bitrate", kbps.to_string())
+            }
+        }
+    }
+
     /// Caps forced right after the encoder. Constrained baseline is what
     /// every browser and phone decodes. The Pi encoder needs an explicit
     /// level or it picks one the stream does not keep to; 3.1 covers 720p30,
@@ -333,6 +350,23 @@ mod tests {
         assert!(controls.contains("video_bitrate=1500000"), "{controls}");
         assert!(controls.contains("h264_i_frame_period=60"), "{controls}");
         assert!(controls.contains("repeat_sequence_header=1"), "{controls}");
+    }
+
+    #[test]
+    fn live_bitrate_uses_the_same_property_and_unit_as_the_start_setting() {
+        for kind in EncoderKind::ALL {
+            let (property, value) = kind.live_bitrate(SETTINGS.bitrate_kbps);
+            let start = kind.element(SETTINGS);
+            match start.property(property) {
+                // The Pi's controls carry more than the bitrate at start.
+                Some(controls) if property == "extra-controls" => {
+                    let bitrate = value.trim_start_matches("controls,");
+                    assert!(controls.contains(bitrate), "{kind:?}: {controls} / {value}");
+                }
+                Some(initial) => assert_eq!(initial, value, "{kind:?}"),
+                None => panic!("{kind:?}: {property} is not set at start"),
+            }
+        }
     }
 
     #[test]

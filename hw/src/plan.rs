@@ -13,6 +13,15 @@ use crate::encoder::{EncoderChoice, EncoderKind, EncoderSettings, choose_encoder
 /// RTP payload type used for H.264 in the offer.
 pub const H264_PAYLOAD_TYPE: u8 = 96;
 
+/// The transport-wide congestion control header extension: every packet
+/// carries a transport-wide sequence number, and the viewer reports when
+/// each arrived, which is what the congestion controller reads.
+pub const TWCC_EXTENSION_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// The RTP header extension id the offer gives TWCC.
+pub const TWCC_EXTENSION_ID: u8 = 1;
+
 /// Where frames come from, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -81,8 +90,18 @@ pub struct PipelinePlan {
     /// `None` when the camera's own H.264 is passed through.
     pub encoder: Option<crate::EncoderKind>,
     pub steps: Vec<Step>,
+    /// Index in `steps` of the capsfilter that sets the size and rate the
+    /// encoder gets (scaled and rate-limited from the capture): the
+    /// congestion controller steps resolution and framerate there. `None`
+    /// when nothing is encoded here (the camera's own H.264).
+    pub adapt: Option<usize>,
     /// One line per decision, for `probe` and the logs.
     pub reasons: Vec<String>,
+}
+
+/// Caps of the adaptation point for a size and rate.
+pub fn adapt_caps(width: u32, height: u32, framerate: u32) -> String {
+    format!("video/x-raw,width=(int){width},height=(int){height},framerate=(fraction){framerate}/1")
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -317,6 +336,7 @@ impl PipelinePlan {
         ));
 
         let camera_h264 = mode.is_some_and(|mode| mode.pixels == PixelKind::H264);
+        let mut adapt = None;
         let encoder = if camera_h264 {
             reasons.push("encoder: none, the camera's own H.264 is passed through".into());
             None
@@ -337,6 +357,19 @@ impl PipelinePlan {
                 input.board,
                 order.join(" > ")
             ));
+            // Under congestion the controller scales down and drops frames
+            // here, before the encoder; at the capture's own size and rate
+            // both elements pass buffers through untouched.
+            steps.push(Step::Element(ElementPlan::new("videoscale")));
+            steps.push(Step::Element(
+                ElementPlan::new("videorate").with("drop-only", "true"),
+            ));
+            adapt = Some(steps.len());
+            steps.push(Step::Caps(adapt_caps(
+                capture.width,
+                capture.height,
+                capture.framerate,
+            )));
             let (converter, input_caps) = kind.input();
             steps.push(Step::Element(ElementPlan::new(converter)));
             steps.push(Step::Caps(input_caps.into()));
@@ -356,13 +389,19 @@ impl PipelinePlan {
                 .with("pt", H264_PAYLOAD_TYPE.to_string())
                 .with("mtu", "1200"),
         ));
+        // The extmap field makes the payloader add the TWCC extension to
+        // every packet and webrtcbin offer it; transport-cc feedback is
+        // what browsers then send back.
         steps.push(Step::Caps(format!(
             "application/x-rtp,media=(string)video,encoding-name=(string)H264,\
-             payload=(int){H264_PAYLOAD_TYPE},clock-rate=(int)90000"
+             payload=(int){H264_PAYLOAD_TYPE},clock-rate=(int)90000,\
+             extmap-{TWCC_EXTENSION_ID}=(string){TWCC_EXTENSION_URI},\
+             rtcp-fb-transport-cc=(boolean)true"
         )));
         Ok(Self {
             encoder,
             steps,
+            adapt,
             reasons,
         })
     }
@@ -535,6 +574,8 @@ mod tests {
             [
                 "videotestsrc",
                 "queue",
+                "videoscale",
+                "videorate",
                 "videoconvert",
                 "x264enc",
                 "h264parse",
@@ -549,6 +590,14 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("! webrtcbin"), "{text}");
+        // The controller's adaptation point starts at the capture's size
+        // and rate; TWCC is offered on every packet.
+        let adapt = plan.adapt.expect("an encoded plan has an adaptation point");
+        assert_eq!(plan.steps[adapt], Step::Caps(adapt_caps(640, 480, 30)));
+        assert!(
+            text.contains(&format!("extmap-1=(string){TWCC_EXTENSION_URI}")),
+            "{text}"
+        );
     }
 
     #[test]
@@ -614,6 +663,8 @@ mod tests {
                 "v4l2src",
                 "jpegdec",
                 "queue",
+                "videoscale",
+                "videorate",
                 "videoconvert",
                 "x264enc",
                 "h264parse",
@@ -661,6 +712,8 @@ mod tests {
             [
                 "v4l2src",
                 "queue",
+                "videoscale",
+                "videorate",
                 "nvvidconv",
                 "nvv4l2h264enc",
                 "h264parse",
@@ -750,6 +803,8 @@ mod tests {
             factories(&plan1),
             ["v4l2src", "queue", "h264parse", "rtph264pay"]
         );
+        // Nothing is encoded here, so there is nothing to adapt.
+        assert_eq!(plan1.adapt, None);
         let explicit = plan(
             SourceKind::Auto,
             spec(1920, 1080),

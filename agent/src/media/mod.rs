@@ -1,5 +1,10 @@
 //! Media: the per-session GStreamer pipeline and the pure helpers around it.
 
+pub mod control;
 pub mod dtls;
+pub mod elements;
 pub mod pipeline;
+pub mod runtime;
 pub mod sdp;
+pub mod stats;
+pub mod test_encode;

@@ -9,41 +9,19 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use gst::glib;
 use gst::prelude::*;
 use gst_webrtc::{WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCSessionDescription};
 use tokio::sync::mpsc;
 
-use hw::{PipelinePlan, Step};
+use hw::PipelinePlan;
 
 use super::dtls::DtlsIdentity;
+use super::elements::{MediaError, build_chain, link_chain, make, set_str_property};
 use super::sdp::IceUrls;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MediaError {
-    #[error("GStreamer element {0} is missing; install the package that provides it")]
-    MissingElement(String),
-    #[error("element {element} has no property {property}")]
-    NoProperty { element: String, property: String },
-    #[error("element {element}: {value:?} is not a valid value for {property}")]
-    BadProperty {
-        element: String,
-        property: String,
-        value: String,
-    },
-    #[error("invalid caps {0:?}")]
-    BadCaps(String),
-    #[error("cannot link {0} to {1}")]
-    Link(String, String),
-    #[error("pipeline refused to start: {0}")]
-    Start(String),
-    #[error("invalid SDP: {0}")]
-    BadSdp(String),
-    #[error("GStreamer: {0}")]
-    Glib(String),
-}
+use super::stats::LinkStats;
 
 /// What GStreamer tells the session actor.
 #[derive(Debug)]
@@ -61,6 +39,8 @@ pub enum MediaEvent {
     DtlsConnected,
     /// The first RTP packet went out after ICE connected.
     FirstMedia,
+    /// A `get-stats` report, read (see [`MediaSession::request_stats`]).
+    Stats(LinkStats),
     Error(String),
 }
 
@@ -76,49 +56,28 @@ pub struct MediaConfig {
 /// stopped or dropped.
 pub struct MediaSession {
     pipeline: gst::Pipeline,
-    webrtcbin: gst::Element,
+    pub(super) webrtcbin: gst::Element,
     /// Where keyframe requests go in (they travel upstream to the encoder,
     /// or to the camera when its H.264 is passed through).
     keyframe_pad: Option<gst::Pad>,
     /// Streaming threads of this session only, so teardown can join them.
     pool: gst::TaskPool,
+    /// The encoder and the property that sets its bitrate live.
+    pub(super) encoder: Option<(gst::Element, hw::EncoderKind)>,
+    /// The capsfilter that sets the size and rate the encoder gets.
+    pub(super) adapt: Option<gst::Element>,
+    /// RTCP packets received from the viewer, counted on a GStreamer
+    /// thread: their absence is how a dead media path shows.
+    pub(super) rtcp_received: Arc<AtomicU64>,
     stopped: bool,
 }
 
-fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
+pub(super) fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     // A full channel means the actor is gone or far behind; in both cases
     // dropping is better than blocking a streaming thread.
     if let Err(err) = events.try_send(event) {
         tracing::warn!(error = %err, "media event dropped");
     }
-}
-
-fn set_str_property(element: &gst::Element, name: &str, value: &str) -> Result<(), MediaError> {
-    let factory = element
-        .factory()
-        .map(|factory| factory.name().to_string())
-        .unwrap_or_default();
-    let pspec = element
-        .find_property(name)
-        .ok_or_else(|| MediaError::NoProperty {
-            element: factory.clone(),
-            property: name.into(),
-        })?;
-    let value = glib::Value::deserialize(value, pspec.value_type()).map_err(|_| {
-        MediaError::BadProperty {
-            element: factory,
-            property: name.into(),
-            value: value.into(),
-        }
-    })?;
-    element.set_property_from_value(name, &value);
-    Ok(())
-}
-
-fn make(factory: &str) -> Result<gst::Element, MediaError> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| MediaError::MissingElement(factory.into()))
 }
 
 /// libnice paces connectivity checks 20 ms apart and also pairs TCP
@@ -144,6 +103,29 @@ fn tune_ice(webrtcbin: &gst::Element) {
             tracing::debug!(was = agent.property::<bool>("upnp"), "UPnP off");
             agent.set_property("upnp", false);
         }
+    }
+}
+
+/// How far back retransmissions can reach. rtprtxsend keeps 100 packets by
+/// default: a third of a second at 2 Mbit/s, less than one round trip on
+/// a congested LTE uplink. Time-bounded instead, so the history covers the
+/// same span at any bitrate.
+const RTX_HISTORY_MS: u32 = 1000;
+
+/// Sets the retransmission history on the `rtprtxsend` webrtcbin creates
+/// when NACK is on (seen through `deep-element-added`).
+fn keep_rtx_history(element: &gst::Element) {
+    let is_rtx_sender = element
+        .factory()
+        .is_some_and(|factory| factory.name() == "rtprtxsend");
+    if !is_rtx_sender {
+        return;
+    }
+    if element.find_property("max-size-packets").is_some() {
+        element.set_property("max-size-packets", 0u32);
+    }
+    if element.find_property("max-size-time").is_some() {
+        element.set_property("max-size-time", RTX_HISTORY_MS);
     }
 }
 
@@ -178,101 +160,6 @@ fn limit_keyframe_requests(pad: &gst::Pad) {
     });
 }
 
-/// Makes the elements of `steps` (capsfilters for caps), not yet linked.
-fn build_chain(steps: &[Step]) -> Result<Vec<gst::Element>, MediaError> {
-    let mut chain = Vec::new();
-    for step in steps {
-        let element = match step {
-            Step::Element(element_plan) => {
-                let element = make(&element_plan.factory)?;
-                for (key, value) in &element_plan.properties {
-                    set_str_property(&element, key, value)?;
-                }
-                element
-            }
-            Step::Caps(caps) => {
-                let caps: gst::Caps = caps
-                    .parse()
-                    .map_err(|_| MediaError::BadCaps(caps.clone()))?;
-                gst::ElementFactory::make("capsfilter")
-                    .property("caps", &caps)
-                    .build()
-                    .map_err(|_| MediaError::MissingElement("capsfilter".into()))?
-            }
-        };
-        chain.push(element);
-    }
-    Ok(chain)
-}
-
-fn link_chain(chain: &[gst::Element]) -> Result<(), MediaError> {
-    for pair in chain.windows(2) {
-        pair[0].link(&pair[1]).map_err(|_| {
-            MediaError::Link(pair[0].name().to_string(), pair[1].name().to_string())
-        })?;
-    }
-    Ok(())
-}
-
-/// Captures and encodes for `duration` with the plan's source and encoder
-/// (no WebRTC), returning how many encoded frames came out: `doctor`'s
-/// proof that camera and encoder work at the configured size.
-pub fn test_encode(plan: &PipelinePlan, duration: std::time::Duration) -> Result<u64, MediaError> {
-    // Everything before the payloader: source, conversion, encoder, parser.
-    let payloader_at = plan
-        .steps
-        .iter()
-        .position(|step| matches!(step, Step::Element(element) if element.factory == "rtph264pay"))
-        .ok_or_else(|| MediaError::Start("plan has no payloader".into()))?;
-    let steps = &plan.steps[..payloader_at];
-    let mut chain = build_chain(steps)?;
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()
-        .map_err(|_| MediaError::MissingElement("fakesink".into()))?;
-    chain.push(sink.clone());
-    let pipeline = gst::Pipeline::new();
-    pipeline
-        .add_many(&chain)
-        .map_err(|err| MediaError::Glib(err.to_string()))?;
-    link_chain(&chain)?;
-    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = frames.clone();
-    if let Some(pad) = sink.static_pad("sink") {
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    }
-    let result = (|| {
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| MediaError::Start("the pipeline did not start".into()))?;
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| MediaError::Start("pipeline without a bus".into()))?;
-        let message = bus.timed_pop_filtered(
-            gst::ClockTime::from_nseconds(duration.as_nanos() as u64),
-            &[gst::MessageType::Error, gst::MessageType::Eos],
-        );
-        match message.as_ref().map(|message| message.view()) {
-            Some(gst::MessageView::Error(error)) => Err(MediaError::Start(format!(
-                "{}: {}",
-                message
-                    .as_ref()
-                    .and_then(|message| message.src())
-                    .map(|src| src.name().to_string())
-                    .unwrap_or_default(),
-                error.error()
-            ))),
-            Some(_) => Err(MediaError::Start("the source ended early".into())),
-            None => Ok(frames.load(Ordering::Relaxed)),
-        }
-    })();
-    let _ = pipeline.set_state(gst::State::Null);
-    result
-}
-
 impl MediaSession {
     /// Builds the pipeline and sets it PLAYING. webrtcbin then asks for
     /// negotiation once the payloader's caps are known.
@@ -291,6 +178,9 @@ impl MediaSession {
             webrtcbin: make("webrtcbin")?,
             keyframe_pad: None,
             pool: pool.clone(),
+            encoder: None,
+            adapt: None,
+            rtcp_received: Arc::default(),
             stopped: false,
         };
         session.install_bus_handler(events.clone());
@@ -304,9 +194,21 @@ impl MediaSession {
             if is_dtls_dec {
                 element.set_property("pem", &*pem);
             }
+            keep_rtx_history(element);
         });
 
         let chain = build_chain(&plan.steps)?;
+        session.encoder = plan.encoder.and_then(|kind| {
+            chain
+                .iter()
+                .find(|element| {
+                    element
+                        .factory()
+                        .is_some_and(|factory| factory.name() == kind.factory())
+                })
+                .map(|element| (element.clone(), kind))
+        });
+        session.adapt = plan.adapt.and_then(|index| chain.get(index).cloned());
         session.keyframe_pad = chain.last().and_then(|last| last.static_pad("src"));
         if let Some(pad) = &session.keyframe_pad {
             limit_keyframe_requests(pad);
@@ -353,6 +255,14 @@ impl MediaSession {
             "direction",
             gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
         );
+        // NACK -> RTX: the offer carries an rtx payload type (`apt=`) and
+        // webrtcbin answers the viewer's NACKs from its history, so one
+        // lost packet costs one retransmission instead of a broken picture
+        // until the next keyframe.
+        if transceiver.find_property("do-nack").is_some() {
+            transceiver.set_property("do-nack", true);
+        }
+        session.count_viewer_rtcp();
 
         session.connect_webrtc_signals(&sink_pad, events);
         pipeline
@@ -569,64 +479,110 @@ impl Drop for MediaSession {
     }
 }
 
-/// Process-wide GStreamer set-up: initialise, make GLib stop idle pool
-/// threads at once (so a session leaves none behind), and start the system
-/// clock's thread now so it belongs to the idle baseline, not a session.
-pub fn init_gstreamer() -> Result<(), MediaError> {
-    gst::init().map_err(|err| MediaError::Glib(err.to_string()))?;
-    glib::ThreadPool::set_max_unused_threads(Some(0));
-    // GLib's default main context lives for the process once created (with
-    // its wakeup eventfd); create it now so no session appears to leak it.
-    let _ = glib::MainContext::default();
-    let clock = gst::SystemClock::obtain();
-    let id = clock.new_single_shot_id(clock.time());
-    // The callback has nothing to do: the wait exists to start the thread.
-    let _ = id.wait_async(|_, _, _| {});
-    Ok(())
-}
-
-/// Loads the plugins a session uses, so the first viewer does not pay for
-/// it, and fails early when one is missing.
-pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), MediaError> {
-    // The first DTLS element of a process makes GStreamer's fallback RSA
-    // certificate (about 100 ms here, far more on a Pi); pay that now.
-    drop(make("dtlssrtpdec")?);
-    let webrtc = [
-        "webrtcbin",
-        "capsfilter",
-        "rtpbin",
-        "nicesrc",
-        "nicesink",
-        "dtlssrtpenc",
-        "dtlssrtpdec",
-        "srtpenc",
-        "srtpdec",
-    ];
-    for name in factories.into_iter().chain(webrtc) {
-        let factory = gst::ElementFactory::find(name)
-            .ok_or_else(|| MediaError::MissingElement(name.into()))?;
-        factory
-            .load()
-            .map_err(|_| MediaError::MissingElement(name.into()))?;
-    }
-    Ok(())
-}
-
-/// Whether an element factory exists in this installation.
-pub fn factory_exists(name: &str) -> bool {
-    gst::ElementFactory::find(name).is_some()
-}
-
-/// The GStreamer version of the installed library, if it initialises.
-pub fn runtime_version() -> Option<String> {
-    gst::init().ok()?;
-    let (major, minor, micro, _) = gst::version();
-    Some(format!("{major}.{minor}.{micro}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::runtime::init_gstreamer;
+    use std::time::Duration;
+
+    fn test_plan() -> PipelinePlan {
+        PipelinePlan::build(
+            hw::PlanInput {
+                source: &hw::SourceKind::Test,
+                capture: hw::CaptureSpec {
+                    width: 320,
+                    height: 240,
+                    framerate: 30,
+                },
+                encoder: hw::EncoderChoice::Only(hw::EncoderKind::X264Enc),
+                settings: hw::EncoderSettings {
+                    bitrate_kbps: 800,
+                    keyframe_interval: 60,
+                },
+                board: hw::BoardFamily::X86,
+                cameras: &[],
+            },
+            |name| gst::ElementFactory::find(name).is_some(),
+        )
+        .unwrap()
+    }
+
+    async fn next_event(
+        events: &mut mpsc::Receiver<MediaEvent>,
+        wanted: impl Fn(&MediaEvent) -> bool,
+    ) -> MediaEvent {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("no media event in 10 s")
+                .expect("media events closed");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// The offer is what makes a browser repair loss and report delay: an
+    /// rtx payload type tied to H.264, NACK feedback, and transport-cc
+    /// (header extension and feedback type).
+    #[tokio::test]
+    async fn the_offer_negotiates_nack_rtx_and_transport_cc() {
+        init_gstreamer().unwrap();
+        let config = MediaConfig {
+            identity: crate::media::dtls::DtlsIdentity::generate().unwrap(),
+            ice: IceUrls::default(),
+            local_addresses: Vec::new(),
+        };
+        let (tx, mut events) = mpsc::channel(256);
+        let mut session = MediaSession::start("offer-test", &test_plan(), &config, tx.clone())
+            .expect("pipeline starts");
+        next_event(&mut events, |event| {
+            matches!(event, MediaEvent::NegotiationNeeded)
+        })
+        .await;
+        session.create_offer(tx.clone());
+        let MediaEvent::OfferCreated(Ok(offer)) = next_event(&mut events, |event| {
+            matches!(event, MediaEvent::OfferCreated(_))
+        })
+        .await
+        else {
+            panic!("offer creation failed");
+        };
+        let sdp = offer.sdp().as_text().unwrap();
+        assert!(sdp.contains("a=rtcp-fb:96 nack\r\n"), "{sdp}");
+        assert!(sdp.contains("a=rtcp-fb:96 nack pli"), "{sdp}");
+        let rtx_pt = sdp
+            .lines()
+            .find_map(|line| line.strip_prefix("a=rtpmap:")?.strip_suffix(" rtx/90000"))
+            .expect("an rtx payload type");
+        assert!(
+            sdp.contains(&format!("a=fmtp:{rtx_pt} apt=96")),
+            "rtx not tied to H.264: {sdp}"
+        );
+        assert!(
+            sdp.contains(&format!("a=extmap:1 {}", hw::plan::TWCC_EXTENSION_URI)),
+            "{sdp}"
+        );
+        assert!(sdp.contains("a=rtcp-fb:96 transport-cc"), "{sdp}");
+        // The live controls reach a running encoder and adaptation point.
+        session.set_bitrate(300).unwrap();
+        let (encoder, _) = session.encoder.as_ref().unwrap();
+        assert_eq!(encoder.property::<u32>("bitrate"), 300);
+        session
+            .set_encode_target(crate::media::control::EncodeTarget {
+                width: 160,
+                height: 120,
+                framerate: 15,
+            })
+            .unwrap();
+        let caps = session
+            .adapt
+            .as_ref()
+            .unwrap()
+            .property::<gst::Caps>("caps");
+        assert_eq!(caps.structure(0).unwrap().get::<i32>("width").unwrap(), 160);
+        session.stop();
+    }
 
     #[test]
     fn ice_is_tuned_udp_only_fast_paced_and_without_upnp() {

@@ -380,6 +380,10 @@ impl Session {
             MediaEvent::FirstMedia => {
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "first media");
             }
+            // Read by the congestion controller once it is wired in.
+            MediaEvent::Stats(stats) => {
+                debug!(session_id = %self.id, ?stats, "link stats");
+            }
             MediaEvent::Error(message) => {
                 error!(session_id = %self.id, error = %message, "pipeline error");
                 self.apply(Input::MediaError).await;

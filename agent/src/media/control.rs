@@ -1,0 +1,86 @@
+//! Live control of a running session's media: reading the link figures the
+//! congestion controller needs and applying its decisions (encoder bitrate,
+//! resolution and framerate) without restarting the pipeline.
+//!
+//! Nothing here decides anything: the figures go out as a
+//! [`MediaEvent::Stats`], the decisions come back from the session's pure
+//! controller.
+
+use std::sync::atomic::Ordering;
+
+use gst::prelude::*;
+use tokio::sync::mpsc;
+
+use super::elements::{MediaError, set_str_property};
+use super::pipeline::{MediaEvent, MediaSession, forward};
+use super::stats::LinkStats;
+
+/// What the encoder is told to produce: a size and rate within the
+/// capture's, and a bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeTarget {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+}
+
+impl MediaSession {
+    /// Counts the RTCP packets the viewer sends (receiver reports, TWCC
+    /// feedback, NACK, PLI): `on-ssrc-active` fires for each one from a
+    /// remote source. Called once the transceiver exists.
+    pub(super) fn count_viewer_rtcp(&self) {
+        let rtpbin = self
+            .webrtcbin
+            .downcast_ref::<gst::Bin>()
+            .and_then(|bin| bin.by_name("rtpbin"));
+        let Some(rtpbin) = rtpbin else {
+            tracing::warn!("webrtcbin has no rtpbin child; dead-path detection is blind");
+            return;
+        };
+        let counter = self.rtcp_received.clone();
+        rtpbin.connect("on-ssrc-active", false, move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            None
+        });
+    }
+
+    /// Asks webrtcbin for its statistics; the reply arrives as
+    /// `MediaEvent::Stats` with the RTCP count filled in.
+    pub fn request_stats(&self, events: mpsc::Sender<MediaEvent>) {
+        let rtcp_received = self.rtcp_received.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let Ok(Some(report)) = reply else {
+                tracing::debug!("get-stats gave no reply");
+                return;
+            };
+            let mut stats = LinkStats::from_report(report);
+            stats.rtcp_received = rtcp_received.load(Ordering::Relaxed);
+            forward(&events, MediaEvent::Stats(stats));
+        });
+        self.webrtcbin
+            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    }
+
+    /// Sets the encoder's bitrate while it runs. Without an encoder (the
+    /// camera's own H.264) there is nothing to set.
+    pub fn set_bitrate(&self, kbps: u32) -> Result<(), MediaError> {
+        let Some((encoder, kind)) = &self.encoder else {
+            return Ok(());
+        };
+        let (property, value) = kind.live_bitrate(kbps);
+        set_str_property(encoder, property, &value)
+    }
+
+    /// Changes the size and rate the encoder gets. The encoder restarts its
+    /// stream at the new size with a keyframe (new SPS/PPS), which viewers
+    /// decode without renegotiation.
+    pub fn set_encode_target(&self, target: EncodeTarget) -> Result<(), MediaError> {
+        let Some(adapt) = &self.adapt else {
+            return Ok(());
+        };
+        let text = hw::adapt_caps(target.width, target.height, target.framerate);
+        let caps: gst::Caps = text.parse().map_err(|_| MediaError::BadCaps(text))?;
+        adapt.set_property("caps", &caps);
+        Ok(())
+    }
+}
