@@ -191,12 +191,13 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
                     framerate: 30,
                 },
             },
-            camera_agent::config::EncoderConfig {
-                choice: hw::EncoderChoice::Auto,
-                settings: hw::EncoderSettings {
-                    bitrate_kbps: 2000,
-                    keyframe_interval: 60,
-                },
+            match camera_agent::config::EncoderConfig::from_raw(&Default::default()) {
+                Ok(defaults) => defaults,
+                // An empty section is valid by construction; kept an error, not a panic.
+                Err(err) => {
+                    print_error_chain(&err);
+                    return ExitCode::FAILURE;
+                }
             },
         ),
     };

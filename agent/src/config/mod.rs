@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
+use crate::session::congestion::BitrateLimits;
 
 pub mod layers;
 
@@ -132,7 +133,14 @@ pub struct RawCamera {
 pub struct RawEncoder {
     /// `auto`, `passthrough` (the camera's own H.264) or an element name.
     pub kind: Option<String>,
+    /// The old name of `max_bitrate_kbps`, still accepted.
     pub bitrate_kbps: Option<u32>,
+    /// The congestion controller never goes below this.
+    pub min_bitrate_kbps: Option<u32>,
+    /// Where each session starts before the viewer's feedback arrives.
+    pub start_bitrate_kbps: Option<u32>,
+    /// The congestion controller never goes above this.
+    pub max_bitrate_kbps: Option<u32>,
     /// Frames between keyframes.
     pub keyframe_interval: Option<u32>,
 }
@@ -148,6 +156,9 @@ pub struct RawSession {
     pub ice_timeout: Option<String>,
     /// ICE disconnected or failed for this long ends with `ice_failed`.
     pub ice_disconnect_grace: Option<String>,
+    /// No RTCP from the viewer for this long while live: the media path
+    /// is dead, the session ends with `ice_failed`.
+    pub media_timeout: Option<String>,
     /// Optional cap on a session's length (`max_duration`); unset = none.
     pub max_duration: Option<String>,
     /// Signaling down this long ends live sessions (they cannot be ended
@@ -218,7 +229,9 @@ pub struct CameraSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderConfig {
     pub choice: EncoderChoice,
+    /// The encoder's settings at start (its bitrate is the start bitrate).
     pub settings: EncoderSettings,
+    pub bitrate: BitrateLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +240,7 @@ pub struct SessionSettings {
     pub max_sessions: usize,
     pub ice_timeout: Duration,
     pub ice_disconnect_grace: Duration,
+    pub media_timeout: Duration,
     pub max_duration: Option<Duration>,
     pub signaling_grace: Duration,
 }
@@ -292,6 +306,88 @@ fn in_range(
             value: value.to_string(),
             reason: format!("must be between {} and {}", range.start(), range.end()),
         })
+    }
+}
+
+/// The controller's bounds: `max_bitrate_kbps` (or its old name
+/// `bitrate_kbps`, not both), then `min` and `start` within it.
+fn bitrate_limits(enc: &RawEncoder) -> Result<BitrateLimits, ConfigError> {
+    let max = match (enc.max_bitrate_kbps, enc.bitrate_kbps) {
+        (Some(_), Some(old)) => {
+            return Err(ConfigError::Invalid {
+                key: "encoder.bitrate_kbps",
+                value: old.to_string(),
+                reason: "is the old name of encoder.max_bitrate_kbps; set only max_bitrate_kbps"
+                    .into(),
+            });
+        }
+        (Some(max), None) => in_range("encoder.max_bitrate_kbps", max, 100..=50_000)?,
+        (None, Some(old)) => in_range("encoder.bitrate_kbps", old, 100..=50_000)?,
+        (None, None) => 2000,
+    };
+    let min = in_range(
+        "encoder.min_bitrate_kbps",
+        enc.min_bitrate_kbps.unwrap_or(150.min(max)),
+        50..=max,
+    )?;
+    let start = in_range(
+        "encoder.start_bitrate_kbps",
+        enc.start_bitrate_kbps.unwrap_or(1000.clamp(min, max)),
+        min..=max,
+    )?;
+    Ok(BitrateLimits {
+        min_kbps: min,
+        start_kbps: start,
+        max_kbps: max,
+    })
+}
+
+/// A dead media path must end the session, a Wi-Fi blip must not: at
+/// least 3 s, at most a minute.
+fn media_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
+    const KEY: &str = "session.media_timeout";
+    let timeout = duration(KEY, value, Duration::from_secs(10))?;
+    if !(Duration::from_secs(3)..=Duration::from_secs(60)).contains(&timeout) {
+        return Err(ConfigError::Invalid {
+            key: KEY,
+            value: format!("{:?}", value.unwrap_or_default()),
+            reason: "must be between 3s and 60s".into(),
+        });
+    }
+    Ok(timeout)
+}
+
+impl EncoderConfig {
+    /// Validates the `[encoder]` section; an empty one gives the defaults
+    /// (what `probe` plans with when there is no configuration).
+    pub fn from_raw(enc: &RawEncoder) -> Result<Self, ConfigError> {
+    let choice = match enc.kind.as_deref().unwrap_or("auto") {
+        "auto" => EncoderChoice::Auto,
+        "passthrough" => EncoderChoice::Passthrough,
+        name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
+            ConfigError::Invalid {
+                key: "encoder.kind",
+                value: format!("{name:?}"),
+                reason: format!(
+                    "must be \"auto\", \"passthrough\" or one of {}",
+                    EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
+                ),
+            }
+        })?),
+    };
+    let bitrate = bitrate_limits(&enc)?;
+    Ok(EncoderConfig {
+        choice,
+        settings: EncoderSettings {
+            bitrate_kbps: bitrate.start_kbps,
+            keyframe_interval: in_range(
+                "encoder.keyframe_interval",
+                enc.keyframe_interval.unwrap_or(60),
+                1..=600,
+            )?,
+        },
+        bitrate,
+    })
     }
 }
 
@@ -388,36 +484,7 @@ impl Settings {
             },
         };
 
-        let enc = raw.encoder;
-        let choice = match enc.kind.as_deref().unwrap_or("auto") {
-            "auto" => EncoderChoice::Auto,
-            "passthrough" => EncoderChoice::Passthrough,
-            name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
-                ConfigError::Invalid {
-                    key: "encoder.kind",
-                    value: format!("{name:?}"),
-                    reason: format!(
-                        "must be \"auto\", \"passthrough\" or one of {}",
-                        EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
-                    ),
-                }
-            })?),
-        };
-        let encoder = EncoderConfig {
-            choice,
-            settings: EncoderSettings {
-                bitrate_kbps: in_range(
-                    "encoder.bitrate_kbps",
-                    enc.bitrate_kbps.unwrap_or(2000),
-                    100..=50_000,
-                )?,
-                keyframe_interval: in_range(
-                    "encoder.keyframe_interval",
-                    enc.keyframe_interval.unwrap_or(60),
-                    1..=600,
-                )?,
-            },
-        };
+        let encoder = EncoderConfig::from_raw(&raw.encoder)?;
 
         let ses = raw.session;
         let session = SessionSettings {
@@ -441,6 +508,7 @@ impl Settings {
                 ses.ice_disconnect_grace.as_deref(),
                 Duration::from_secs(10),
             )?,
+            media_timeout: media_timeout(ses.media_timeout.as_deref())?,
             max_duration: match ses.max_duration.as_deref() {
                 None => None,
                 Some(text) => Some(duration(
@@ -615,8 +683,16 @@ impl Settings {
                 }),
             ),
             (
-                "encoder.bitrate_kbps",
-                self.encoder.settings.bitrate_kbps.to_string(),
+                "encoder.min_bitrate_kbps",
+                self.encoder.bitrate.min_kbps.to_string(),
+            ),
+            (
+                "encoder.start_bitrate_kbps",
+                self.encoder.bitrate.start_kbps.to_string(),
+            ),
+            (
+                "encoder.max_bitrate_kbps",
+                self.encoder.bitrate.max_kbps.to_string(),
             ),
             (
                 "encoder.keyframe_interval",
@@ -635,6 +711,7 @@ impl Settings {
                 "session.ice_disconnect_grace",
                 duration(self.session.ice_disconnect_grace),
             ),
+            ("session.media_timeout", duration(self.session.media_timeout)),
             (
                 "session.max_duration",
                 self.session
@@ -822,6 +899,20 @@ mod tests {
             ("[session]\nmax_sessions = 0", "session.max_sessions"),
             ("[encoder]\nbitrate_kbps = 1", "encoder.bitrate_kbps"),
             (
+                "[encoder]\nbitrate_kbps = 900\nmax_bitrate_kbps = 900",
+                "encoder.bitrate_kbps",
+            ),
+            (
+                "[encoder]\nmax_bitrate_kbps = 500\nmin_bitrate_kbps = 600",
+                "encoder.min_bitrate_kbps",
+            ),
+            (
+                "[encoder]\nmax_bitrate_kbps = 500\nstart_bitrate_kbps = 800",
+                "encoder.start_bitrate_kbps",
+            ),
+            ("[session]\nmedia_timeout = \"2s\"", "session.media_timeout"),
+            ("[session]\nmedia_timeout = \"5m\"", "session.media_timeout"),
+            (
                 "[webrtc]\nlocal_addresses = [\"eth0\"]",
                 "webrtc.local_addresses",
             ),
@@ -834,6 +925,27 @@ mod tests {
             let err = settings(&format!("{MINIMAL}\n{extra}\n")).unwrap_err();
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn bitrate_bounds_default_within_max_and_accept_the_old_key() {
+        let defaults = settings(MINIMAL).unwrap().encoder.bitrate;
+        assert_eq!(
+            (defaults.min_kbps, defaults.start_kbps, defaults.max_kbps),
+            (150, 1000, 2000)
+        );
+        let old = settings(&format!("{MINIMAL}\n[encoder]\nbitrate_kbps = 600\n"))
+            .unwrap()
+            .encoder;
+        assert_eq!((old.bitrate.start_kbps, old.bitrate.max_kbps), (600, 600));
+        assert_eq!(old.settings.bitrate_kbps, 600, "the encoder starts at start");
+        let tight = settings(&format!(
+            "{MINIMAL}\n[encoder]\nmin_bitrate_kbps = 300\nmax_bitrate_kbps = 800\nstart_bitrate_kbps = 400\n"
+        ))
+        .unwrap()
+        .encoder
+        .bitrate;
+        assert_eq!((tight.min_kbps, tight.start_kbps, tight.max_kbps), (300, 400, 800));
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! negotiation, and the actor task that performs what they decide.
 
 pub mod actor;
+pub mod congestion;
 pub mod machine;
 pub mod negotiation;

@@ -1,0 +1,377 @@
+//! The congestion controller: link figures in, encoder decisions out.
+//!
+//! Pure code, in the spirit of Google congestion control and webrtcsink's
+//! loss/delay controller, fed every 100-250 ms with what the viewer reported
+//! (TWCC feedback, receiver reports):
+//!
+//! - **Delay signal.** A queue building on the path shows as the viewer
+//!   receiving slower than we send (after discounting what was lost), as a
+//!   rising delay gradient, or as a round trip well above the best one seen.
+//!   Any of them is *overuse*: the target drops to 85 % of what actually
+//!   arrives, so the queue drains, at most once per
+//!   [`DECREASE_INTERVAL`].
+//! - **Loss signal.** Loss without any delay signal is the link's, not
+//!   ours (Wi-Fi, a lossy LTE cell): retransmission repairs it, and cutting
+//!   the bitrate would only lower the picture. Only heavy loss (smoothed
+//!   over about two seconds, above [`HEAVY_LOSS`]) lowers the target
+//!   without a delay signal.
+//! - **Otherwise** the target grows 8 % a second, slowing to a few kbit/s
+//!   per second near the rate where the last overuse happened, and faster
+//!   again once well past it.
+//!
+//! Below what a resolution needs, the encoder gets a smaller picture and
+//! then a lower framerate (see [`Ladder`]), and a larger one again when
+//! the target has stayed comfortably above it.
+
+use std::time::Duration;
+
+use crate::media::control::EncodeTarget;
+use crate::media::stats::LinkStats;
+
+/// Bitrate bounds from the configuration, kbit/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitrateLimits {
+    pub min_kbps: u32,
+    pub start_kbps: u32,
+    pub max_kbps: u32,
+}
+
+/// The encoder gets this share of the target; the rest is headroom for
+/// retransmissions and packet headers.
+const ENCODER_SHARE: f64 = 0.9;
+/// After overuse the target is this share of what the viewer received.
+const BACKOFF: f64 = 0.85;
+/// The least time between two decreases: one decision must show its effect
+/// in the feedback before the next is taken.
+pub const DECREASE_INTERVAL: Duration = Duration::from_millis(400);
+/// Multiplicative growth per second while probing.
+const GROWTH_PER_SECOND: f64 = 1.08;
+/// Additive growth near the last overuse point, kbit/s per second.
+const CAREFUL_GROWTH_KBPS: f64 = 40.0;
+/// Smoothed loss above which the target drops even without a delay signal.
+const HEAVY_LOSS: f64 = 0.15;
+/// The viewer received less than this share of what it should have: a
+/// queue is growing.
+const RECEIVE_RATIO_OVERUSE: f64 = 0.90;
+/// Mean delay gradient that says a queue is growing, microseconds.
+const GRADIENT_OVERUSE_US: f64 = 1000.0;
+/// Round trip above the best one seen by this much: a standing queue.
+const STANDING_QUEUE_MS: f64 = 100.0;
+/// Smoothing of the loss figure per sample (about two seconds at 200 ms).
+const LOSS_SMOOTHING: f64 = 0.1;
+/// A bitrate change smaller than this share is not worth an encoder call.
+const BITRATE_STEP: f64 = 0.03;
+/// Time between two picture changes down, and before one up.
+const LAYER_DOWN_INTERVAL: Duration = Duration::from_secs(1);
+const LAYER_UP_INTERVAL: Duration = Duration::from_secs(4);
+/// Step up only when the target exceeds what the larger picture needs by
+/// this factor, so the step does not bounce straight back.
+const LAYER_UP_MARGIN: f64 = 1.4;
+/// How often the session logs its link figures.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sizes and rates the encoder can be given, best first, each with the
+/// bitrate it needs to look right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ladder {
+    rungs: Vec<(EncodeTarget, f64)>,
+}
+
+/// What x264 at zero latency needs for a clean 640x480 at 30 fps, kbit/s;
+/// other sizes scale with the pixel rate to the power 0.75 (larger pictures
+/// compress better per pixel).
+const VGA30_KBPS: f64 = 700.0;
+const VGA30_PIXEL_RATE: f64 = 640.0 * 480.0 * 30.0;
+
+fn needed_kbps(target: EncodeTarget) -> f64 {
+    let pixel_rate = f64::from(target.width) * f64::from(target.height) * f64::from(target.framerate);
+    VGA30_KBPS * (pixel_rate / VGA30_PIXEL_RATE).powf(0.75)
+}
+
+/// Halves a dimension, keeping it even (4:2:0 chroma).
+fn half(value: u32) -> u32 {
+    (value / 4).max(1) * 2
+}
+
+impl Ladder {
+    /// The capture itself, half its size, then half its framerate, then a
+    /// quarter of its size: smaller pictures first, because viewers notice
+    /// a low framerate more than a soft picture.
+    pub fn for_capture(capture: hw::CaptureSpec) -> Self {
+        let full = EncodeTarget {
+            width: capture.width,
+            height: capture.height,
+            framerate: capture.framerate,
+        };
+        let half_size = EncodeTarget {
+            width: half(full.width),
+            height: half(full.height),
+            ..full
+        };
+        let half_rate = EncodeTarget {
+            framerate: (full.framerate / 2).max(1),
+            ..half_size
+        };
+        let quarter = EncodeTarget {
+            width: half(half_size.width),
+            height: half(half_size.height),
+            ..half_rate
+        };
+        let mut rungs: Vec<(EncodeTarget, f64)> = Vec::new();
+        for rung in [full, half_size, half_rate, quarter] {
+            if rungs.last().is_none_or(|(last, _)| *last != rung) {
+                rungs.push((rung, needed_kbps(rung)));
+            }
+        }
+        Self { rungs }
+    }
+
+    pub fn target(&self, index: usize) -> EncodeTarget {
+        self.rungs[index.min(self.rungs.len() - 1)].0
+    }
+
+    fn needed(&self, index: usize) -> f64 {
+        self.rungs[index.min(self.rungs.len() - 1)].1
+    }
+
+    fn len(&self) -> usize {
+        self.rungs.len()
+    }
+
+    /// The best rung whose needs `kbps` covers; the last one otherwise.
+    fn fitting(&self, kbps: f64) -> usize {
+        (0..self.len())
+            .find(|&index| kbps >= self.needed(index))
+            .unwrap_or(self.len() - 1)
+    }
+}
+
+/// What the controller asks the media to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    SetBitrate { kbps: u32 },
+    SetEncodeTarget(EncodeTarget),
+}
+
+/// The figures of the periodic per-session log line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkReport {
+    pub target_kbps: u32,
+    /// What went out over the last interval, from the byte counter.
+    pub sent_kbps: u32,
+    pub loss_pct: f64,
+    pub rtt_ms: Option<f64>,
+    pub encode: EncodeTarget,
+}
+
+/// Why the last decision was taken; for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    NoFeedback,
+    Overuse,
+    HeavyLoss,
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Controller {
+    limits: BitrateLimits,
+    ladder: Ladder,
+    rung: usize,
+    target_kbps: f64,
+    applied_kbps: u32,
+    loss: f64,
+    min_rtt_ms: Option<f64>,
+    /// The received rate at the last overuse, kbit/s.
+    last_overuse_kbps: Option<f64>,
+    last_sample: Option<Duration>,
+    last_decrease: Option<Duration>,
+    last_rung_change: Duration,
+    last_report: Option<(Duration, u64)>,
+    last_signal: Signal,
+}
+
+impl Controller {
+    /// A controller for a session that starts now (`at` is the session's
+    /// clock) and the controls that set the encoder to its start.
+    pub fn new(
+        limits: BitrateLimits,
+        capture: hw::CaptureSpec,
+        at: Duration,
+    ) -> (Self, Vec<Control>) {
+        let ladder = Ladder::for_capture(capture);
+        let start = f64::from(limits.start_kbps);
+        let rung = ladder.fitting(start);
+        let controller = Self {
+            limits,
+            rung,
+            target_kbps: start,
+            applied_kbps: encoder_kbps(start),
+            loss: 0.0,
+            min_rtt_ms: None,
+            last_overuse_kbps: None,
+            last_sample: None,
+            last_decrease: None,
+            last_rung_change: at,
+            last_report: None,
+            last_signal: Signal::NoFeedback,
+            ladder,
+        };
+        let mut controls = vec![Control::SetBitrate {
+            kbps: controller.applied_kbps,
+        }];
+        if rung != 0 {
+            controls.push(Control::SetEncodeTarget(controller.ladder.target(rung)));
+        }
+        (controller, controls)
+    }
+
+    pub fn target_kbps(&self) -> u32 {
+        self.target_kbps.round() as u32
+    }
+
+    pub fn encode_target(&self) -> EncodeTarget {
+        self.ladder.target(self.rung)
+    }
+
+    pub fn last_signal(&self) -> Signal {
+        self.last_signal
+    }
+
+    /// Takes one stats sample at `at` and returns what to change.
+    pub fn on_stats(&mut self, at: Duration, stats: &LinkStats) -> Vec<Control> {
+        let dt = self
+            .last_sample
+            .map(|last| at.saturating_sub(last).as_secs_f64())
+            .unwrap_or(0.0)
+            .min(1.0);
+        self.last_sample = Some(at);
+        let signal = self.signal(stats);
+        self.last_signal = signal;
+        let min = f64::from(self.limits.min_kbps);
+        let max = f64::from(self.limits.max_kbps);
+        let may_decrease = self
+            .last_decrease
+            .is_none_or(|last| at.saturating_sub(last) >= DECREASE_INTERVAL);
+        match signal {
+            Signal::NoFeedback => {}
+            Signal::Overuse if may_decrease => {
+                let received = stats
+                    .twcc
+                    .map(|twcc| f64::from(twcc.recv_bps) / 1000.0)
+                    .filter(|received| *received > 0.0)
+                    .unwrap_or(self.target_kbps);
+                self.target_kbps = (received.min(self.target_kbps) * BACKOFF).clamp(min, max);
+                self.last_overuse_kbps = Some(received);
+                self.last_decrease = Some(at);
+            }
+            Signal::HeavyLoss if may_decrease => {
+                self.target_kbps = (self.target_kbps * (1.0 - 0.5 * self.loss)).clamp(min, max);
+                self.last_decrease = Some(at);
+            }
+            Signal::Overuse | Signal::HeavyLoss => {}
+            Signal::Normal => {
+                let near_last_overuse = self.last_overuse_kbps.is_some_and(|point| {
+                    self.target_kbps > point * 0.9 && self.target_kbps < point * 1.2
+                });
+                self.target_kbps = if near_last_overuse {
+                    self.target_kbps + CAREFUL_GROWTH_KBPS * dt
+                } else {
+                    self.target_kbps * GROWTH_PER_SECOND.powf(dt)
+                }
+                .clamp(min, max);
+            }
+        }
+        let mut controls = Vec::new();
+        let kbps = encoder_kbps(self.target_kbps);
+        let change = (f64::from(kbps) - f64::from(self.applied_kbps)).abs();
+        if change >= f64::from(self.applied_kbps) * BITRATE_STEP {
+            self.applied_kbps = kbps;
+            controls.push(Control::SetBitrate { kbps });
+        }
+        if let Some(rung) = self.next_rung(at) {
+            self.rung = rung;
+            self.last_rung_change = at;
+            controls.push(Control::SetEncodeTarget(self.ladder.target(rung)));
+        }
+        controls
+    }
+
+    fn signal(&mut self, stats: &LinkStats) -> Signal {
+        let loss = match (stats.twcc, stats.fraction_lost) {
+            (Some(twcc), _) => Some(twcc.loss_pct / 100.0),
+            (None, Some(fraction)) => Some(fraction),
+            (None, None) => None,
+        };
+        if let Some(loss) = loss {
+            self.loss += LOSS_SMOOTHING * (loss.clamp(0.0, 1.0) - self.loss);
+        }
+        if let Some(rtt) = stats.rtt_ms {
+            self.min_rtt_ms = Some(self.min_rtt_ms.map_or(rtt, |min| min.min(rtt)));
+        }
+        if stats.twcc.is_none() && stats.rtt_ms.is_none() && loss.is_none() {
+            return Signal::NoFeedback;
+        }
+        let receiving_short = stats.twcc.is_some_and(|twcc| {
+            let expected = f64::from(twcc.sent_bps) * (1.0 - twcc.loss_pct / 100.0);
+            expected > 0.0 && f64::from(twcc.recv_bps) < expected * RECEIVE_RATIO_OVERUSE
+        });
+        let queue_growing = stats
+            .twcc
+            .is_some_and(|twcc| twcc.delay_gradient_us > GRADIENT_OVERUSE_US);
+        let standing_queue = match (stats.rtt_ms, self.min_rtt_ms) {
+            (Some(rtt), Some(min)) => rtt > min + STANDING_QUEUE_MS,
+            _ => false,
+        };
+        if receiving_short || queue_growing || standing_queue {
+            Signal::Overuse
+        } else if self.loss > HEAVY_LOSS {
+            Signal::HeavyLoss
+        } else {
+            Signal::Normal
+        }
+    }
+
+    fn next_rung(&self, at: Duration) -> Option<usize> {
+        let since = at.saturating_sub(self.last_rung_change);
+        let fitting = self.ladder.fitting(self.target_kbps);
+        if fitting > self.rung && since >= LAYER_DOWN_INTERVAL {
+            return Some(self.rung + 1);
+        }
+        let comfortably_above = self.rung > 0
+            && self.target_kbps >= self.ladder.needed(self.rung - 1) * LAYER_UP_MARGIN;
+        (comfortably_above && since >= LAYER_UP_INTERVAL).then(|| self.rung - 1)
+    }
+
+    /// The figures for the periodic log line, once per [`REPORT_INTERVAL`].
+    pub fn report(&mut self, at: Duration, stats: &LinkStats) -> Option<LinkReport> {
+        let (last_at, last_bytes) = match self.last_report {
+            None => {
+                self.last_report = Some((at, stats.bytes_sent));
+                return None;
+            }
+            Some(last) => last,
+        };
+        let span = at.saturating_sub(last_at);
+        if span < REPORT_INTERVAL {
+            return None;
+        }
+        self.last_report = Some((at, stats.bytes_sent));
+        let bits = stats.bytes_sent.saturating_sub(last_bytes) as f64 * 8.0;
+        Some(LinkReport {
+            target_kbps: self.target_kbps(),
+            sent_kbps: (bits / span.as_secs_f64() / 1000.0).round() as u32,
+            loss_pct: self.loss * 100.0,
+            rtt_ms: stats.rtt_ms,
+            encode: self.encode_target(),
+        })
+    }
+}
+
+fn encoder_kbps(target_kbps: f64) -> u32 {
+    (target_kbps * ENCODER_SHARE).round().max(1.0) as u32
+}
+
+#[cfg(test)]
+#[path = "congestion_tests.rs"]
+mod tests;

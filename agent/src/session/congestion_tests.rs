@@ -1,0 +1,300 @@
+//! The controller against a simulated link: a bottleneck of `capacity_kbps`
+//! with a tail-drop FIFO of 30 packets (what the test bed's HTB + pfifo
+//! builds), random loss on top, and feedback as TWCC would report it every
+//! 200 ms.
+
+use super::*;
+use crate::media::stats::TwccFigures;
+
+const TICK: Duration = Duration::from_millis(200);
+const PACKET_KBIT: f64 = 1200.0 * 8.0 / 1000.0;
+const QUEUE_KBIT: f64 = 30.0 * PACKET_KBIT;
+const BASE_RTT_MS: f64 = 10.0;
+
+const LIMITS: BitrateLimits = BitrateLimits {
+    min_kbps: 150,
+    start_kbps: 1000,
+    max_kbps: 2000,
+};
+
+const VGA: hw::CaptureSpec = hw::CaptureSpec {
+    width: 640,
+    height: 480,
+    framerate: 30,
+};
+
+struct Link {
+    capacity_kbps: f64,
+    random_loss: f64,
+    queue_kbit: f64,
+}
+
+/// One session on the simulated link.
+struct Sim {
+    link: Link,
+    controller: Controller,
+    encoder_kbps: f64,
+    encode: EncodeTarget,
+    at: Duration,
+    bytes_sent: u64,
+    /// Queueing delay after every tick, ms.
+    delays: Vec<f64>,
+}
+
+impl Sim {
+    fn new(capacity_kbps: f64, random_loss: f64) -> Self {
+        let (controller, controls) = Controller::new(LIMITS, VGA, Duration::ZERO);
+        let mut sim = Self {
+            link: Link {
+                capacity_kbps,
+                random_loss,
+                queue_kbit: 0.0,
+            },
+            encode: controller.encode_target(),
+            controller,
+            encoder_kbps: 0.0,
+            at: Duration::ZERO,
+            bytes_sent: 0,
+            delays: Vec::new(),
+        };
+        sim.apply(&controls);
+        sim
+    }
+
+    fn apply(&mut self, controls: &[Control]) {
+        for control in controls {
+            match *control {
+                Control::SetBitrate { kbps } => self.encoder_kbps = f64::from(kbps),
+                Control::SetEncodeTarget(target) => self.encode = target,
+            }
+        }
+    }
+
+    /// One feedback interval: what the link did, then what TWCC reports.
+    fn tick(&mut self) {
+        let dt = TICK.as_secs_f64();
+        let link = &mut self.link;
+        let sent = self.encoder_kbps * dt;
+        let randomly_lost = sent * link.random_loss;
+        let before = link.queue_kbit;
+        let mut queue = before + (sent - randomly_lost) - link.capacity_kbps * dt;
+        queue = queue.max(0.0);
+        let dropped = (queue - QUEUE_KBIT).max(0.0);
+        queue = queue.min(QUEUE_KBIT);
+        link.queue_kbit = queue;
+        let delivered = sent - randomly_lost - dropped - (queue - before);
+        let packets = (sent / PACKET_KBIT).max(1.0);
+        let delay_ms = queue / link.capacity_kbps * 1000.0;
+        let growth_us = (queue - before) / link.capacity_kbps * 1e6;
+        self.delays.push(delay_ms);
+        self.bytes_sent += (sent * 1000.0 / 8.0) as u64;
+        self.at += TICK;
+        let stats = LinkStats {
+            twcc: Some(TwccFigures {
+                sent_bps: (sent / dt * 1000.0) as u32,
+                recv_bps: (delivered / dt * 1000.0).max(0.0) as u32,
+                loss_pct: (randomly_lost + dropped) / sent.max(1e-9) * 100.0,
+                delay_gradient_us: growth_us / packets,
+            }),
+            rtt_ms: Some(BASE_RTT_MS + delay_ms),
+            bytes_sent: self.bytes_sent,
+            ..LinkStats::default()
+        };
+        let controls = self.controller.on_stats(self.at, &stats);
+        self.apply(&controls);
+    }
+
+    fn run(&mut self, span: Duration) {
+        let ticks = span.as_millis() / TICK.as_millis();
+        for _ in 0..ticks {
+            self.tick();
+        }
+    }
+
+    fn worst_delay_over_last(&self, span: Duration) -> f64 {
+        let ticks = (span.as_millis() / TICK.as_millis()) as usize;
+        self.delays
+            .iter()
+            .rev()
+            .take(ticks)
+            .copied()
+            .fold(0.0, f64::max)
+    }
+}
+
+#[test]
+fn a_free_link_ramps_from_start_to_max_at_full_size() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    assert_eq!(sim.encoder_kbps, 900.0, "encoder starts at 90 % of start");
+    sim.run(Duration::from_secs(12));
+    assert_eq!(sim.controller.target_kbps(), LIMITS.max_kbps);
+    assert_eq!(sim.encode, sim.controller.ladder.target(0));
+    assert_eq!((sim.encode.width, sim.encode.framerate), (640, 30));
+}
+
+#[test]
+fn a_squeeze_to_700_kbits_drains_the_queue_and_keeps_the_framerate() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(15));
+    assert_eq!(sim.controller.target_kbps(), LIMITS.max_kbps);
+    sim.link.capacity_kbps = 700.0;
+    sim.run(Duration::from_secs(10));
+    // Within 10 s of the squeeze: under the link's rate, a smaller picture
+    // at full framerate, and no standing queue from then on.
+    assert!(
+        sim.controller.target_kbps() <= 700,
+        "target {}",
+        sim.controller.target_kbps()
+    );
+    assert!(sim.encode.framerate >= 20, "{:?}", sim.encode);
+    assert!(sim.encode.width < 640, "{:?}", sim.encode);
+    sim.run(Duration::from_secs(20));
+    let worst = sim.worst_delay_over_last(Duration::from_secs(20));
+    assert!(worst < 150.0, "queueing delay reached {worst:.0} ms");
+    assert!(sim.controller.target_kbps() >= 400, "link left unused");
+    assert!(sim.encode.framerate >= 20, "{:?}", sim.encode);
+}
+
+#[test]
+fn after_the_squeeze_the_rate_comes_back_within_20_s() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(15));
+    sim.link.capacity_kbps = 700.0;
+    sim.run(Duration::from_secs(30));
+    sim.link.capacity_kbps = 100_000.0;
+    sim.run(Duration::from_secs(20));
+    let target = sim.controller.target_kbps();
+    assert!(
+        f64::from(target) >= 0.6 * f64::from(LIMITS.max_kbps),
+        "target only {target} kbit/s 20 s after the link widened"
+    );
+    assert_eq!(sim.encode.width, 640, "{:?}", sim.encode);
+}
+
+#[test]
+fn random_loss_without_a_queue_does_not_lower_the_picture() {
+    for loss in [0.02, 0.05, 0.10] {
+        let mut sim = Sim::new(100_000.0, loss);
+        sim.run(Duration::from_secs(20));
+        assert!(
+            sim.controller.target_kbps() >= LIMITS.start_kbps,
+            "{loss}: target {}",
+            sim.controller.target_kbps()
+        );
+        assert_eq!(sim.encode, sim.controller.ladder.target(0), "{loss}");
+    }
+}
+
+#[test]
+fn heavy_loss_lowers_the_target_even_without_a_queue() {
+    let mut sim = Sim::new(100_000.0, 0.30);
+    sim.run(Duration::from_secs(10));
+    assert_eq!(sim.controller.last_signal(), Signal::HeavyLoss);
+    assert!(sim.controller.target_kbps() < LIMITS.start_kbps);
+}
+
+#[test]
+fn the_target_never_leaves_the_configured_bounds() {
+    let mut sim = Sim::new(50.0, 0.0);
+    sim.run(Duration::from_secs(30));
+    assert_eq!(sim.controller.target_kbps(), LIMITS.min_kbps);
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.controller.target_kbps(), LIMITS.max_kbps);
+}
+
+#[test]
+fn without_feedback_the_start_rate_holds() {
+    let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
+    for tick in 1..50 {
+        let controls = controller.on_stats(TICK * tick, &LinkStats::default());
+        assert!(controls.is_empty(), "{controls:?}");
+    }
+    assert_eq!(controller.target_kbps(), LIMITS.start_kbps);
+    assert_eq!(controller.last_signal(), Signal::NoFeedback);
+}
+
+#[test]
+fn receiver_reports_alone_drive_the_controller() {
+    // A viewer without TWCC: RTT and fraction lost from receiver reports.
+    let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
+    let calm = LinkStats {
+        rtt_ms: Some(20.0),
+        fraction_lost: Some(0.0),
+        ..LinkStats::default()
+    };
+    for tick in 1..=25 {
+        controller.on_stats(TICK * tick, &calm);
+    }
+    let grown = controller.target_kbps();
+    assert!(grown > LIMITS.start_kbps, "{grown}");
+    let queued = LinkStats {
+        rtt_ms: Some(400.0),
+        ..calm
+    };
+    controller.on_stats(TICK * 26, &queued);
+    assert_eq!(controller.last_signal(), Signal::Overuse);
+    assert!(controller.target_kbps() < grown);
+}
+
+#[test]
+fn the_ladder_halves_size_then_framerate() {
+    let ladder = Ladder::for_capture(VGA);
+    let rungs: Vec<(u32, u32, u32)> = (0..ladder.len())
+        .map(|index| {
+            let target = ladder.target(index);
+            (target.width, target.height, target.framerate)
+        })
+        .collect();
+    assert_eq!(
+        rungs,
+        [(640, 480, 30), (320, 240, 30), (320, 240, 15), (160, 120, 15)]
+    );
+    // A 720p camera starting at 1 Mbit/s starts at 640x360.
+    let hd = hw::CaptureSpec {
+        width: 1280,
+        height: 720,
+        framerate: 30,
+    };
+    let (controller, controls) = Controller::new(LIMITS, hd, Duration::ZERO);
+    assert_eq!(
+        controls,
+        [
+            Control::SetBitrate { kbps: 900 },
+            Control::SetEncodeTarget(EncodeTarget {
+                width: 640,
+                height: 360,
+                framerate: 30
+            })
+        ]
+    );
+    assert_eq!(controller.encode_target().width, 640);
+}
+
+#[test]
+fn a_report_every_five_seconds_with_the_sent_rate() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    // At max already, so the encoder's rate is steady over the window.
+    sim.run(Duration::from_secs(20));
+    let mut reports = Vec::new();
+    for _ in 0..60 {
+        sim.tick();
+        let stats = LinkStats {
+            bytes_sent: sim.bytes_sent,
+            rtt_ms: Some(10.0),
+            ..LinkStats::default()
+        };
+        if let Some(report) = sim.controller.report(sim.at, &stats) {
+            reports.push(report);
+        }
+    }
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let last = reports[1];
+    // The encoder's rate over the last five seconds, within rounding.
+    assert!(
+        (f64::from(last.sent_kbps) - sim.encoder_kbps).abs() < 0.1 * sim.encoder_kbps,
+        "{last:?} vs encoder {}",
+        sim.encoder_kbps
+    );
+    assert_eq!(last.encode.width, 640);
+}
