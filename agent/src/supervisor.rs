@@ -18,7 +18,7 @@ use crate::control_plane::events::{Inbound, StreamRequested, parse_inbound};
 use crate::control_plane::rest::RestError;
 use crate::control_plane::socketio::connection::SignalingEvent;
 use crate::session::actor::{self, SessionCommand, SessionContext};
-use crate::session::machine::{CameraReason, EndCause};
+use crate::session::machine::{CameraReason, EndCause, ServerEnd};
 use crate::systemd::Notifier;
 
 struct Entry {
@@ -216,9 +216,9 @@ impl Supervisor {
             }
             Inbound::StreamEnded(ended) => match self.sessions.get(&ended.session_id) {
                 Some(entry) => {
-                    let _ = entry
-                        .commands
-                        .try_send(SessionCommand::ServerEnded(ended.reason));
+                    let _ = entry.commands.try_send(SessionCommand::ServerEnded(
+                        ServerEnd::StreamEnded(ended.reason),
+                    ));
                 }
                 None => {
                     warn!(session_id = %ended.session_id, "stream:ended for an unknown session; dropped")
@@ -315,11 +315,13 @@ impl Supervisor {
                     }
                     Ok(info) => {
                         info!(%session_id, state = %info.state, "session ended while signaling was down");
-                        let _ = commands.send(SessionCommand::ServerEnded(info.state)).await;
+                        let end = ServerEnd::NoLongerLive { state: info.state };
+                        let _ = commands.send(SessionCommand::ServerEnded(end)).await;
                     }
                     Err(RestError::NotFound { .. }) => {
                         info!(%session_id, "session unknown to the server after the reconnect");
-                        let _ = commands.send(SessionCommand::ServerEnded("not_found".into())).await;
+                        let end = ServerEnd::NotFound;
+                        let _ = commands.send(SessionCommand::ServerEnded(end)).await;
                     }
                     Err(err) => {
                         warn!(%session_id, error = %err, "cannot recheck session after reconnect");
@@ -355,8 +357,14 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_session_is_still_reported_as_ended() {
         let tracker = TaskTracker::new();
-        let normal = run_reporting(&tracker, async { EndCause::Server("hangup".into()) }).await;
-        assert_eq!(normal, Some(EndCause::Server("hangup".into())));
+        let normal = run_reporting(&tracker, async {
+            EndCause::Server(ServerEnd::StreamEnded("hangup".into()))
+        })
+        .await;
+        assert_eq!(
+            normal,
+            Some(EndCause::Server(ServerEnd::StreamEnded("hangup".into())))
+        );
         let panicked = run_reporting(&tracker, async {
             if std::hint::black_box(true) {
                 panic!("bug in a session actor");

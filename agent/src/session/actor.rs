@@ -2,10 +2,13 @@
 //!
 //! It runs one `select!` loop over commands from the supervisor (signals,
 //! server end, shutdown), media events from GStreamer callbacks, and the
-//! answer timer. Decisions are the [`Machine`]'s; this file performs them.
-//! Whatever ends the loop, the pipeline is stopped before the task returns
-//! (and again by `Drop` should the task be aborted).
+//! earliest armed timer. Each of them becomes an [`Input`] to the session
+//! [`Machine`], and the actor performs the [`Action`]s it returns: the
+//! decisions (what to send when, which timer runs, how the session ends)
+//! are all the machine's. Whatever ends the loop, the pipeline is stopped
+//! before the task returns (and again by `Drop` should the task be aborted).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +17,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, error, info, warn};
 
-use super::machine::{Action, CameraReason, EndCause, Input, Machine, Phase};
-use super::negotiation::{Negotiation, Step};
-use crate::control_plane::events::{SignalBody, StreamRequested, signal_payload};
+use super::machine::{
+    Action, CameraReason, EndCause, IceState, Input, Machine, Phase, Rejected, ServerEnd,
+    SessionTimings, Timer,
+};
+use crate::control_plane::events::{IceServer, SignalBody, StreamRequested, signal_payload};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::SignalingHandle;
 use crate::media::pipeline::{MediaConfig, MediaEvent, MediaSession};
@@ -26,7 +31,7 @@ use crate::media::sdp;
 #[derive(Debug)]
 pub enum SessionCommand {
     Signal(SignalBody),
-    ServerEnded(String),
+    ServerEnded(ServerEnd),
     /// Signaling has been down longer than its grace.
     SignalingLost,
     Shutdown,
@@ -41,58 +46,9 @@ pub struct SessionContext {
     pub media: MediaConfig,
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
-    pub answer_timeout: Duration,
-    pub ice_timeout: Duration,
-    pub ice_disconnect_grace: Duration,
-    pub max_duration: Option<Duration>,
+    pub timings: SessionTimings,
     /// Bound on the REST `end` call during teardown.
     pub end_timeout: Duration,
-}
-
-struct Session {
-    ctx: Arc<SessionContext>,
-    id: String,
-    client_id: String,
-    ice_servers: Vec<crate::control_plane::events::IceServer>,
-    started: Instant,
-    machine: Machine,
-    media: Option<MediaSession>,
-    media_tx: mpsc::Sender<MediaEvent>,
-    negotiation: Negotiation,
-    timers: Timers,
-}
-
-/// The session's deadlines; the earliest one is awaited.
-#[derive(Debug, Default)]
-struct Timers {
-    answer: Option<Instant>,
-    ice_connect: Option<Instant>,
-    ice_disconnected: Option<Instant>,
-    max_duration: Option<Instant>,
-}
-
-impl Timers {
-    fn next(&self) -> Option<(Instant, Input)> {
-        [
-            (self.answer, Input::AnswerTimeout),
-            (self.ice_connect, Input::IceTimeout),
-            (self.ice_disconnected, Input::IceFailed),
-            (self.max_duration, Input::MaxDuration),
-        ]
-        .into_iter()
-        .filter_map(|(deadline, input)| deadline.map(|deadline| (deadline, input)))
-        .min_by_key(|(deadline, _)| *deadline)
-    }
-
-    fn clear(&mut self, input: &Input) {
-        match input {
-            Input::AnswerTimeout => self.answer = None,
-            Input::IceTimeout => self.ice_connect = None,
-            Input::IceFailed => self.ice_disconnected = None,
-            Input::MaxDuration => self.max_duration = None,
-            _ => {}
-        }
-    }
 }
 
 impl SessionContext {
@@ -110,6 +66,41 @@ impl SessionContext {
     }
 }
 
+/// The deadlines of the armed timers. Mechanism only: which timer runs and
+/// for how long is the machine's decision.
+#[derive(Debug, Default)]
+struct Deadlines(BTreeMap<Timer, Instant>);
+
+impl Deadlines {
+    fn arm(&mut self, timer: Timer, at: Instant) {
+        self.0.insert(timer, at);
+    }
+
+    fn disarm(&mut self, timer: Timer) {
+        self.0.remove(&timer);
+    }
+
+    /// The timer due first, if any is armed.
+    fn earliest(&self) -> Option<(Timer, Instant)> {
+        self.0
+            .iter()
+            .map(|(timer, deadline)| (*timer, *deadline))
+            .min_by_key(|(_, deadline)| *deadline)
+    }
+}
+
+struct Session {
+    ctx: Arc<SessionContext>,
+    id: String,
+    client_id: String,
+    ice_servers: Vec<IceServer>,
+    started: Instant,
+    machine: Machine,
+    media: Option<MediaSession>,
+    media_tx: mpsc::Sender<MediaEvent>,
+    deadlines: Deadlines,
+}
+
 /// Runs a session to its end and returns why it ended.
 pub async fn run(
     ctx: Arc<SessionContext>,
@@ -119,65 +110,45 @@ pub async fn run(
 ) -> EndCause {
     let (media_tx, mut media_rx) = mpsc::channel(256);
     let mut session = Session {
+        machine: Machine::new(ctx.timings),
         ctx,
         id: request.session_id,
         client_id: request.client_id,
         ice_servers: request.ice_servers,
         started,
-        machine: Machine::new(),
         media: None,
         media_tx,
-        negotiation: Negotiation::new(),
-        timers: Timers::default(),
+        deadlines: Deadlines::default(),
     };
-    let accepted = session.ctx.rest.accept(&session.id).await;
-    match accepted {
+    let accepted = match session.ctx.rest.accept(&session.id).await {
         Ok(_) => {
             info!(session_id = %session.id, client_id = %session.client_id,
                 elapsed_ms = session.elapsed_ms(), "accepted");
-            session.apply(Input::Accepted).await;
+            Input::Accepted
         }
         Err(err) => {
             let server_knows = matches!(err, RestError::Transport(_) | RestError::Server { .. });
             warn!(session_id = %session.id, error = %err, elapsed_ms = session.elapsed_ms(),
                 "accept failed");
-            session.apply(Input::AcceptFailed { server_knows }).await;
+            Input::AcceptFailed { server_knows }
         }
-    }
+    };
+    session.apply(accepted).await;
     loop {
         if let Phase::Ended(cause) = session.machine.phase() {
             return cause.clone();
         }
-        let next_timer = session.timers.next();
-        let wake = next_timer.as_ref().map(|(deadline, _)| *deadline);
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(SessionCommand::Signal(body)) => session.on_signal(body).await,
-                Some(SessionCommand::ServerEnded(reason)) => {
-                    info!(session_id = %session.id, %reason, elapsed_ms = session.elapsed_ms(), "hangup");
-                    session.apply(Input::ServerEnded(reason)).await;
-                }
-                Some(SessionCommand::SignalingLost) => {
-                    warn!(session_id = %session.id, elapsed_ms = session.elapsed_ms(),
-                        "signaling down past its grace");
-                    session.apply(Input::SignalingLost).await;
-                }
-                // A closed command channel means the supervisor is gone.
-                Some(SessionCommand::Shutdown) | None => session.apply(Input::Shutdown).await,
-            },
-            event = media_rx.recv() => {
-                if let Some(event) = event {
-                    session.on_media(event).await;
-                }
-            }
+        let next_timer = session.deadlines.earliest();
+        let wake = next_timer.map(|(_, deadline)| deadline);
+        let input = tokio::select! {
+            command = commands.recv() => Some(session.on_command(command)),
+            event = media_rx.recv() => event.and_then(|event| session.on_media(event)),
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                if let Some((_, input)) = next_timer {
-                    session.timers.clear(&input);
-                    warn!(session_id = %session.id, timer = ?input, elapsed_ms = session.elapsed_ms(),
-                        "session timer fired");
-                    session.apply(input).await;
-                }
+                next_timer.map(|(timer, _)| session.on_timer(timer))
             }
+        };
+        if let Some(input) = input {
+            session.apply(input).await;
         }
     }
 }
@@ -187,66 +158,108 @@ impl Session {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Feeds an input to the machine and performs the resulting actions,
-    /// including the inputs those actions produce.
+    /// Feeds an input to the machine and performs the resulting actions in
+    /// order, then the inputs those actions produced.
     async fn apply(&mut self, input: Input) {
-        let mut queue = vec![input];
-        while let Some(input) = queue.pop() {
+        let mut pending = VecDeque::from([input]);
+        while let Some(input) = pending.pop_front() {
             let actions = match self.machine.handle(input) {
                 Ok(actions) => actions,
-                Err(err) => {
+                Err(Rejected::Signal(why)) => {
+                    warn!(session_id = %self.id, phase = self.machine.phase().name(),
+                        "viewer signal dropped: {why}");
+                    continue;
+                }
+                Err(Rejected::Transition(err)) => {
                     debug!(session_id = %self.id, %err, "input ignored");
                     continue;
                 }
             };
             for action in actions {
                 if let Some(next) = self.perform(action).await {
-                    queue.push(next);
+                    pending.push_back(next);
                 }
             }
         }
     }
 
+    /// Performs one action; returns the input its outcome makes, if any.
+    /// Without a pipeline (it failed to start, or the session is ending)
+    /// there is nothing to give webrtcbin.
     async fn perform(&mut self, action: Action) -> Option<Input> {
         match action {
-            Action::StartMedia => {
-                let name = format!("session-{}", self.id);
-                let mut media = self.ctx.media.clone();
-                media.ice = sdp::ice_urls(
-                    &self.ice_servers,
-                    &self.ctx.stun_servers,
-                    &self.ctx.turn_servers,
-                );
-                match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
-                    Ok(session) => {
-                        self.media = Some(session);
-                        let now = Instant::now();
-                        self.timers.answer = Some(now + self.ctx.answer_timeout);
-                        self.timers.max_duration = self.ctx.max_duration.map(|max| now + max);
-                        info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "pipeline playing");
-                        None
-                    }
-                    Err(err) => {
-                        error!(session_id = %self.id, error = %err, "pipeline failed to start");
-                        Some(Input::MediaError)
-                    }
+            Action::StartMedia => return self.start_media(),
+            Action::CreateOffer => {
+                if let Some(media) = &self.media {
+                    media.create_offer(self.media_tx.clone());
                 }
             }
-            Action::EndOverRest(reason) => {
-                self.ctx.end_over_rest(&self.id, reason).await;
-                None
+            Action::SendSignal(body) => {
+                self.send_signal(&body).await;
+                if matches!(body, SignalBody::Offer { .. }) {
+                    info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer sent");
+                }
             }
+            Action::ApplyAnswer(sdp) => {
+                let media = self.media.as_ref()?;
+                if let Err(err) = media.set_remote_answer(&sdp, self.media_tx.clone()) {
+                    warn!(session_id = %self.id, error = %err, "unusable answer; dropped");
+                    return Some(Input::AnswerRejected);
+                }
+            }
+            Action::AddRemoteCandidate { mline, candidate } => {
+                if let Some(media) = &self.media {
+                    media.add_remote_candidate(mline, candidate.as_deref());
+                }
+            }
+            Action::WatchDtls => {
+                if let Some(media) = &self.media {
+                    media.watch_dtls(self.media_tx.clone());
+                }
+            }
+            Action::RequestKeyframe => {
+                if let Some(media) = &self.media {
+                    media.request_keyframe();
+                }
+            }
+            Action::ArmTimer(timer, after) => self.deadlines.arm(timer, Instant::now() + after),
+            Action::DisarmTimer(timer) => self.deadlines.disarm(timer),
+            Action::DropHeldCandidate(why) => {
+                warn!(session_id = %self.id, "held viewer candidate dropped: {why}");
+            }
+            Action::EndOverRest(reason) => self.ctx.end_over_rest(&self.id, reason).await,
             Action::Teardown => {
                 if let Some(mut media) = self.media.take() {
                     media.stop();
                 }
-                self.timers = Timers::default();
                 let cause = match self.machine.phase() {
                     Phase::Ending(cause) => cause.to_string(),
                     _ => String::new(),
                 };
                 info!(session_id = %self.id, cause = %cause, elapsed_ms = self.elapsed_ms(), "ended");
-                Some(Input::TeardownDone)
+                return Some(Input::TeardownDone);
+            }
+        }
+        None
+    }
+
+    fn start_media(&mut self) -> Option<Input> {
+        let name = format!("session-{}", self.id);
+        let mut media = self.ctx.media.clone();
+        media.ice = sdp::ice_urls(
+            &self.ice_servers,
+            &self.ctx.stun_servers,
+            &self.ctx.turn_servers,
+        );
+        match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
+            Ok(session) => {
+                self.media = Some(session);
+                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "pipeline playing");
+                Some(Input::MediaStarted)
+            }
+            Err(err) => {
+                error!(session_id = %self.id, error = %err, "pipeline failed to start");
+                Some(Input::MediaError)
             }
         }
     }
@@ -263,122 +276,84 @@ impl Session {
         }
     }
 
-    async fn on_signal(&mut self, body: SignalBody) {
-        match self.negotiation.remote_signal(body) {
-            Ok(steps) => self.perform_steps(steps).await,
-            Err(why) => warn!(session_id = %self.id, phase = self.machine.phase().name(),
-                "viewer signal dropped: {why}"),
-        }
-    }
-
-    /// Performs what the negotiation asks for. Without a pipeline (the
-    /// session is ending) there is nothing to give webrtcbin.
-    async fn perform_steps(&mut self, steps: impl IntoIterator<Item = Step>) {
-        for step in steps {
-            match step {
-                Step::Send(body) => self.send_signal(&body).await,
-                Step::CreateOffer => {
-                    if let Some(media) = &self.media {
-                        media.create_offer(self.media_tx.clone());
-                    }
-                }
-                Step::ApplyAnswer(sdp) => {
-                    let Some(media) = &self.media else { continue };
-                    if let Err(err) = media.set_remote_answer(&sdp, self.media_tx.clone()) {
-                        warn!(session_id = %self.id, error = %err, "unusable answer; dropped");
-                        self.negotiation.answer_rejected();
-                    }
-                }
-                Step::AddRemote { mline, candidate } => {
-                    if let Some(media) = &self.media {
-                        media.add_remote_candidate(mline, candidate.as_deref());
-                    }
-                }
+    /// A command from the supervisor, as an input. A closed command
+    /// channel means the supervisor is gone: shut down.
+    fn on_command(&self, command: Option<SessionCommand>) -> Input {
+        match command {
+            Some(SessionCommand::Signal(body)) => Input::Signal(body),
+            Some(SessionCommand::ServerEnded(end)) => {
+                info!(session_id = %self.id, reason = %end, elapsed_ms = self.elapsed_ms(), "hangup");
+                Input::ServerEnded(end)
             }
+            Some(SessionCommand::SignalingLost) => {
+                warn!(session_id = %self.id, elapsed_ms = self.elapsed_ms(),
+                    "signaling down past its grace");
+                Input::SignalingLost
+            }
+            Some(SessionCommand::Shutdown) | None => Input::Shutdown,
         }
     }
 
-    async fn on_media(&mut self, event: MediaEvent) {
-        match event {
+    fn on_timer(&mut self, timer: Timer) -> Input {
+        self.deadlines.disarm(timer);
+        warn!(session_id = %self.id, timer = timer.name(), elapsed_ms = self.elapsed_ms(),
+            "session timer fired");
+        Input::TimerFired(timer)
+    }
+
+    /// A media event, logged and turned into an input. The offer is
+    /// finished here because it is a GStreamer object: set as the local
+    /// description, serialised, its fingerprint corrected.
+    fn on_media(&mut self, event: MediaEvent) -> Option<Input> {
+        let input = match event {
             MediaEvent::NegotiationNeeded => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "negotiation needed");
-                let steps = self.negotiation.negotiation_needed();
-                self.perform_steps(steps).await;
+                Input::NegotiationNeeded
             }
             MediaEvent::OfferCreated(Ok(offer)) => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer created");
-                let Some(media) = &self.media else { return };
+                let media = self.media.as_ref()?;
                 media.set_local_description(&offer);
-                let text = match offer.sdp().as_text() {
-                    Ok(text) => text,
+                match offer.sdp().as_text() {
+                    Ok(text) => Input::OfferCreated {
+                        sdp: sdp::with_fingerprint(&text, self.ctx.media.identity.fingerprint()),
+                    },
                     Err(err) => {
                         error!(session_id = %self.id, error = %err, "offer SDP not serialisable");
-                        self.apply(Input::MediaError).await;
-                        return;
+                        Input::MediaError
                     }
-                };
-                let text = sdp::with_fingerprint(&text, self.ctx.media.identity.fingerprint());
-                let steps = self.negotiation.offer_ready(text);
-                self.perform_steps(steps).await;
-                info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "offer sent");
-                self.apply(Input::OfferSent).await;
+                }
             }
             MediaEvent::OfferCreated(Err(err)) => {
                 error!(session_id = %self.id, error = %err, "offer creation failed");
-                self.apply(Input::MediaError).await;
+                Input::MediaError
             }
             MediaEvent::LocalCandidate { mline, candidate } => {
-                let steps = self.negotiation.local_candidate(mline, candidate);
-                self.perform_steps(steps).await;
+                Input::LocalCandidate { mline, candidate }
             }
             MediaEvent::GatheringComplete => {
                 debug!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "candidates complete");
-                let steps = self.negotiation.gathering_complete();
-                self.perform_steps(steps).await;
+                Input::GatheringComplete
             }
             MediaEvent::RemoteDescriptionSet(Ok(())) => {
-                self.timers.answer = None;
-                self.timers.ice_connect = Some(Instant::now() + self.ctx.ice_timeout);
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "answer applied");
-                if let Some(media) = &self.media {
-                    media.watch_dtls(self.media_tx.clone());
-                }
-                self.apply(Input::AnswerApplied).await;
-                let (steps, dropped) = self.negotiation.answer_applied();
-                for why in dropped {
-                    warn!(session_id = %self.id, "held viewer candidate dropped: {why}");
-                }
-                self.perform_steps(steps).await;
+                Input::AnswerApplied
             }
             MediaEvent::RemoteDescriptionSet(Err(err)) => {
-                self.negotiation.answer_rejected();
                 warn!(session_id = %self.id, error = %err, "answer rejected by webrtcbin; dropped");
+                Input::AnswerRejected
             }
             MediaEvent::IceState(state) => {
                 info!(session_id = %self.id, state = ?state, elapsed_ms = self.elapsed_ms(), "ice state");
-                match state {
-                    WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed => {
-                        self.timers.ice_connect = None;
-                        self.timers.ice_disconnected = None;
-                        self.apply(Input::IceConnected).await;
-                    }
-                    // Wi-Fi blips recover; only a lasting loss ends the session.
-                    WebRTCICEConnectionState::Disconnected | WebRTCICEConnectionState::Failed => {
-                        self.timers
-                            .ice_disconnected
-                            .get_or_insert(Instant::now() + self.ctx.ice_disconnect_grace);
-                    }
-                    _ => {}
-                }
+                Input::Ice(ice_state(state)?)
             }
             MediaEvent::DtlsConnected => {
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "dtls connected");
-                if let Some(media) = &self.media {
-                    media.request_keyframe();
-                }
+                Input::DtlsConnected
             }
             MediaEvent::FirstMedia => {
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "first media");
+                return None;
             }
             // Read by the congestion controller once it is wired in.
             MediaEvent::Stats(stats) => {
@@ -386,8 +361,82 @@ impl Session {
             }
             MediaEvent::Error(message) => {
                 error!(session_id = %self.id, error = %message, "pipeline error");
-                self.apply(Input::MediaError).await;
+                Input::MediaError
             }
+        };
+        Some(input)
+    }
+}
+
+/// webrtcbin's ICE connection state as the machine sees it; `None` for
+/// values GStreamer may add later.
+fn ice_state(state: WebRTCICEConnectionState) -> Option<IceState> {
+    Some(match state {
+        WebRTCICEConnectionState::New => IceState::New,
+        WebRTCICEConnectionState::Checking => IceState::Checking,
+        WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed => {
+            IceState::Connected
         }
+        WebRTCICEConnectionState::Disconnected => IceState::Disconnected,
+        WebRTCICEConnectionState::Failed => IceState::Failed,
+        WebRTCICEConnectionState::Closed => IceState::Closed,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earliest_deadline_wins_and_disarmed_ones_are_forgotten() {
+        let now = Instant::now();
+        let mut deadlines = Deadlines::default();
+        assert_eq!(deadlines.earliest(), None);
+        deadlines.arm(Timer::MaxDuration, now + Duration::from_secs(60));
+        deadlines.arm(Timer::Answer, now + Duration::from_secs(15));
+        assert_eq!(
+            deadlines.earliest(),
+            Some((Timer::Answer, now + Duration::from_secs(15)))
+        );
+        // Re-arming replaces the deadline.
+        deadlines.arm(Timer::Answer, now + Duration::from_secs(90));
+        assert_eq!(
+            deadlines.earliest().map(|(timer, _)| timer),
+            Some(Timer::MaxDuration)
+        );
+        deadlines.disarm(Timer::MaxDuration);
+        deadlines.disarm(Timer::IceGrace);
+        assert_eq!(
+            deadlines.earliest().map(|(timer, _)| timer),
+            Some(Timer::Answer)
+        );
+    }
+
+    #[test]
+    fn connected_and_completed_are_both_connected() {
+        use WebRTCICEConnectionState as Gst;
+        let mapped = [
+            Gst::New,
+            Gst::Checking,
+            Gst::Connected,
+            Gst::Completed,
+            Gst::Disconnected,
+            Gst::Failed,
+            Gst::Closed,
+        ]
+        .map(ice_state);
+        assert_eq!(
+            mapped,
+            [
+                Some(IceState::New),
+                Some(IceState::Checking),
+                Some(IceState::Connected),
+                Some(IceState::Connected),
+                Some(IceState::Disconnected),
+                Some(IceState::Failed),
+                Some(IceState::Closed),
+            ]
+        );
     }
 }

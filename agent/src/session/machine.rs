@@ -1,17 +1,39 @@
-//! The lifecycle of one streaming session as a pure state machine.
+//! The brain of one streaming session, as pure code: its phases, the
+//! offer/answer ordering and the timer policy.
 //!
 //! ```text
-//! Accepting --Accepted--> Negotiating --OfferSent--> AwaitingAnswer
-//!     --AnswerApplied--> Connecting --IceConnected--> Live
-//! any active phase --(timeout, error, shutdown, server end)--> Ending --TeardownDone--> Ended
+//! Accepting --Accepted--> Negotiating --OfferCreated--> AwaitingAnswer
+//!     --AnswerApplied--> Connecting --Ice(Connected)--> Live
+//! any active phase --(timer, error, shutdown, server end)--> Ending --TeardownDone--> Ended
 //! ```
 //!
-//! Inputs go in, actions come out; the session actor performs the actions.
+//! Everything that happens to a session goes in as an [`Input`] (accept
+//! result, media events, viewer signals, a server end, a named [`Timer`]
+//! firing) and everything the session must do comes out as [`Action`]s, in
+//! order, for the actor to perform. The actor holds no policy: it owns the
+//! pipeline, the sockets and the clock, and feeds the outcome of what it
+//! performed back in. Timers are armed and disarmed by name here, so every
+//! rule about them ("answer timeout only before the answer", "ICE grace
+//! only while disconnected") is a unit test of this module.
+//!
 //! Every transition checks the phase it starts from, so an input that
-//! arrives out of order (a late ICE state, a duplicate end) is reported as
-//! an [`InvalidTransition`] and changes nothing.
+//! arrives out of order (a late ICE state, a duplicate end) is
+//! [`Rejected`] and changes nothing.
+//!
+//! Extending: a new periodic or deadline rule (a statistics tick feeding a
+//! congestion controller, "no RTCP from the viewer for N seconds while
+//! live") is a new [`Timer`] variant armed from the transition where it
+//! starts to apply, plus an `Input` carrying what was measured and the
+//! `Action`s it decides; the actor only learns to perform new actions.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
+
+use super::negotiation::Negotiation;
+use crate::control_plane::events::SignalBody;
+
+pub use super::negotiation::{Dropped, MAX_HELD_REMOTE};
 
 /// Why the camera ends a session; the codes are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +61,35 @@ impl CameraReason {
     }
 }
 
+/// How the server side ended a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEnd {
+    /// `stream:ended`, with the server's reason (e.g. `hangup`).
+    StreamEnded(String),
+    /// After a signaling reconnect, REST reports the session in this state,
+    /// which is no longer a live one (e.g. `ended`).
+    NoLongerLive { state: String },
+    /// After a signaling reconnect, REST does not know the session (404).
+    NotFound,
+}
+
+impl fmt::Display for ServerEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerEnd::StreamEnded(reason) => f.write_str(reason),
+            ServerEnd::NoLongerLive { state } => f.write_str(state),
+            ServerEnd::NotFound => f.write_str("not_found"),
+        }
+    }
+}
+
 /// Who or what ended the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndCause {
     /// The camera ended it; the server must be told.
     Camera(CameraReason),
-    /// The server ended it (`stream:ended`), with its reason.
-    Server(String),
+    /// The server ended it.
+    Server(ServerEnd),
     /// Accept was refused (the client hung up, the session vanished): there
     /// is nothing on the server to end.
     AcceptRefused,
@@ -55,7 +99,7 @@ impl fmt::Display for EndCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndCause::Camera(reason) => f.write_str(reason.code()),
-            EndCause::Server(reason) => write!(f, "server:{reason}"),
+            EndCause::Server(end) => write!(f, "server:{end}"),
             EndCause::AcceptRefused => f.write_str("accept_refused"),
         }
     }
@@ -88,40 +132,142 @@ impl Phase {
     fn is_active(&self) -> bool {
         !matches!(self, Phase::Ending(_) | Phase::Ended(_))
     }
+
+    /// Accepted and not ending: the pipeline exists (or is being started).
+    fn has_media(&self) -> bool {
+        self.is_active() && *self != Phase::Accepting
+    }
+}
+
+/// A named deadline of the session. The machine arms and disarms them with
+/// [`Action::ArmTimer`] / [`Action::DisarmTimer`]; the actor keeps the
+/// deadlines and reports the earliest one that passes as
+/// [`Input::TimerFired`]. Add a variant for a new rule (a statistics tick,
+/// a dead media path); the actor needs no change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// From pipeline start until the viewer's answer is applied.
+    Answer,
+    /// From the applied answer until ICE first connects.
+    IceConnect,
+    /// While ICE is disconnected or failed: how long a blip may last.
+    IceGrace,
+    /// The whole session, from pipeline start (`session.max_duration`).
+    MaxDuration,
+}
+
+impl Timer {
+    /// The name in log records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Timer::Answer => "answer",
+            Timer::IceConnect => "ice_connect",
+            Timer::IceGrace => "ice_grace",
+            Timer::MaxDuration => "max_duration",
+        }
+    }
+}
+
+/// The session's time limits (from `[session]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimings {
+    /// No answer applied by then (from pipeline start): `answer_timeout`.
+    pub answer_timeout: Duration,
+    /// ICE not connected by then (from the applied answer): `ice_failed`.
+    pub ice_timeout: Duration,
+    /// ICE disconnected or failed for this long: `ice_failed`.
+    pub ice_disconnect_grace: Duration,
+    /// The longest a session may last: `max_duration`.
+    pub max_duration: Option<Duration>,
+}
+
+/// The ICE connection state, as far as the session cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceState {
+    New,
+    Checking,
+    /// Connected or completed.
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
+    /// REST accept succeeded.
     Accepted,
     /// Accept failed; `server_knows` says whether the server session may
     /// still exist (a transport error) and must be ended over REST.
     AcceptFailed {
         server_knows: bool,
     },
-    OfferSent,
+    /// The pipeline is PLAYING.
+    MediaStarted,
+    /// webrtcbin asks for negotiation.
+    NegotiationNeeded,
+    /// The offer is ready to send (fingerprint already corrected).
+    OfferCreated {
+        sdp: String,
+    },
+    /// webrtcbin found a local candidate.
+    LocalCandidate {
+        mline: u32,
+        candidate: String,
+    },
+    /// Local candidate gathering is complete.
+    GatheringComplete,
+    /// A signal from the viewer.
+    Signal(SignalBody),
+    /// webrtcbin applied the viewer's answer.
     AnswerApplied,
-    IceConnected,
-    IceFailed,
-    AnswerTimeout,
-    /// ICE did not connect in time after the answer.
-    IceTimeout,
-    /// The session reached `session.max_duration`.
-    MaxDuration,
+    /// The viewer's answer was unusable or refused by webrtcbin.
+    AnswerRejected,
+    Ice(IceState),
+    /// DTLS is up: SRTP can flow.
+    DtlsConnected,
+    /// An armed timer's deadline passed.
+    TimerFired(Timer),
     /// Signaling stayed down past its grace.
     SignalingLost,
     MediaError,
     Shutdown,
-    ServerEnded(String),
+    ServerEnded(ServerEnd),
+    /// The actor finished [`Action::Teardown`].
     TeardownDone,
 }
 
+/// What the actor must do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Build the pipeline; the offer follows from it.
+    /// Build the pipeline; feed back `MediaStarted` or `MediaError`.
     StartMedia,
+    /// Ask webrtcbin for the offer; it comes back as `OfferCreated`.
+    CreateOffer,
+    /// Send this signal to the viewer.
+    SendSignal(SignalBody),
+    /// Hand the viewer's answer to webrtcbin; `AnswerApplied` or
+    /// `AnswerRejected` follows.
+    ApplyAnswer(String),
+    /// Hand a remote candidate to webrtcbin; `None` is end-of-candidates.
+    AddRemoteCandidate {
+        mline: u32,
+        candidate: Option<String>,
+    },
+    /// Report `DtlsConnected` once the DTLS transport is up.
+    WatchDtls,
+    /// Ask the encoder for a keyframe with SPS/PPS.
+    RequestKeyframe,
+    /// Fire `TimerFired(timer)` after this long (replacing any deadline).
+    ArmTimer(Timer, Duration),
+    /// Forget the timer's deadline.
+    DisarmTimer(Timer),
+    /// A viewer candidate held until the answer could not be used; log why.
+    DropHeldCandidate(Dropped),
     /// Tell the server the camera ends the session.
     EndOverRest(CameraReason),
-    /// Stop the pipeline and free everything the session holds.
+    /// Stop the pipeline and free everything the session holds; feed back
+    /// `TeardownDone`.
     Teardown,
 }
 
@@ -132,21 +278,36 @@ pub struct InvalidTransition {
     pub input: Input,
 }
 
+/// Why an input changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// Out of order for the phase: a late or duplicate event.
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    /// A viewer signal that breaks the offer/answer rules.
+    #[error("viewer signal dropped: {0}")]
+    Signal(Dropped),
+}
+
 #[derive(Debug, Clone)]
 pub struct Machine {
     phase: Phase,
-}
-
-impl Default for Machine {
-    fn default() -> Self {
-        Self::new()
-    }
+    timings: SessionTimings,
+    negotiation: Negotiation,
+    armed: BTreeSet<Timer>,
+    /// ICE reported connected and has not been lost since; it may connect
+    /// before webrtcbin confirms the answer (an answer carrying candidates).
+    ice_connected: bool,
 }
 
 impl Machine {
-    pub fn new() -> Self {
+    pub fn new(timings: SessionTimings) -> Self {
         Self {
             phase: Phase::Accepting,
+            timings,
+            negotiation: Negotiation::new(),
+            armed: BTreeSet::new(),
+            ice_connected: false,
         }
     }
 
@@ -154,285 +315,177 @@ impl Machine {
         &self.phase
     }
 
+    /// The timers armed now, in order.
+    pub fn armed(&self) -> impl Iterator<Item = Timer> + '_ {
+        self.armed.iter().copied()
+    }
+
+    fn arm(&mut self, timer: Timer, after: Duration, actions: &mut Vec<Action>) {
+        self.armed.insert(timer);
+        actions.push(Action::ArmTimer(timer, after));
+    }
+
+    fn disarm(&mut self, timer: Timer, actions: &mut Vec<Action>) {
+        if self.armed.remove(&timer) {
+            actions.push(Action::DisarmTimer(timer));
+        }
+    }
+
+    /// Ends the session: every timer disarmed, the server told when the
+    /// camera is the one ending it, then teardown.
     fn end(&mut self, cause: EndCause) -> Vec<Action> {
-        let actions = match &cause {
-            EndCause::Camera(reason) => vec![Action::EndOverRest(*reason), Action::Teardown],
-            EndCause::Server(_) | EndCause::AcceptRefused => vec![Action::Teardown],
-        };
+        let mut actions: Vec<Action> = std::mem::take(&mut self.armed)
+            .into_iter()
+            .map(Action::DisarmTimer)
+            .collect();
+        if let EndCause::Camera(reason) = &cause {
+            actions.push(Action::EndOverRest(*reason));
+        }
+        actions.push(Action::Teardown);
         self.phase = Phase::Ending(cause);
         actions
     }
 
-    /// Applies one input.
-    pub fn handle(&mut self, input: Input) -> Result<Vec<Action>, InvalidTransition> {
+    fn live(&mut self, actions: &mut Vec<Action>) {
+        self.disarm(Timer::IceConnect, actions);
+        self.phase = Phase::Live;
+    }
+
+    /// Applies one input and returns what to do, in order.
+    pub fn handle(&mut self, input: Input) -> Result<Vec<Action>, Rejected> {
         use Phase::*;
-        let actions = match (&self.phase, &input) {
+        let mut actions = Vec::new();
+        match (&self.phase, input) {
             (Accepting, Input::Accepted) => {
                 self.phase = Negotiating;
-                vec![Action::StartMedia]
+                actions.push(Action::StartMedia);
             }
             (Accepting, Input::AcceptFailed { server_knows: true }) => {
-                self.end(EndCause::Camera(CameraReason::CameraError))
+                actions = self.end(EndCause::Camera(CameraReason::CameraError));
             }
             (
                 Accepting,
                 Input::AcceptFailed {
                     server_knows: false,
                 },
-            ) => self.end(EndCause::AcceptRefused),
-            (Negotiating, Input::OfferSent) => {
+            ) => actions = self.end(EndCause::AcceptRefused),
+            (Negotiating, Input::MediaStarted) => {
+                self.arm(Timer::Answer, self.timings.answer_timeout, &mut actions);
+                if let Some(max) = self.timings.max_duration {
+                    self.arm(Timer::MaxDuration, max, &mut actions);
+                }
+            }
+            (Negotiating, Input::NegotiationNeeded) => {
+                actions.extend(self.negotiation.negotiation_needed());
+            }
+            (Negotiating, Input::OfferCreated { sdp }) => {
+                actions = self.negotiation.offer_ready(sdp);
                 self.phase = AwaitingAnswer;
-                vec![]
+            }
+            (phase, Input::LocalCandidate { mline, candidate }) if phase.has_media() => {
+                actions.extend(self.negotiation.local_candidate(mline, candidate));
+            }
+            (phase, Input::GatheringComplete) if phase.has_media() => {
+                actions.extend(self.negotiation.gathering_complete());
+            }
+            (phase, Input::Signal(body)) if phase.has_media() => {
+                actions = self
+                    .negotiation
+                    .remote_signal(body)
+                    .map_err(Rejected::Signal)?;
             }
             (AwaitingAnswer, Input::AnswerApplied) => {
-                self.phase = Connecting;
-                vec![]
+                self.disarm(Timer::Answer, &mut actions);
+                if self.ice_connected {
+                    self.live(&mut actions);
+                } else {
+                    self.arm(Timer::IceConnect, self.timings.ice_timeout, &mut actions);
+                    self.phase = Connecting;
+                }
+                actions.push(Action::WatchDtls);
+                let (adds, dropped) = self.negotiation.answer_applied();
+                actions.extend(adds);
+                actions.extend(dropped.into_iter().map(Action::DropHeldCandidate));
             }
-            (Connecting, Input::IceConnected) => {
-                self.phase = Live;
-                vec![]
+            (AwaitingAnswer, Input::AnswerRejected) => self.negotiation.answer_rejected(),
+            (phase, Input::Ice(state)) if phase.has_media() => match state {
+                IceState::Connected => {
+                    self.ice_connected = true;
+                    self.disarm(Timer::IceGrace, &mut actions);
+                    if self.phase == Connecting {
+                        self.live(&mut actions);
+                    }
+                }
+                // Wi-Fi blips recover; only a lasting loss ends the session,
+                // so the grace runs from the first loss, not the latest.
+                IceState::Disconnected | IceState::Failed => {
+                    self.ice_connected = false;
+                    if !self.armed.contains(&Timer::IceGrace) {
+                        let grace = self.timings.ice_disconnect_grace;
+                        self.arm(Timer::IceGrace, grace, &mut actions);
+                    }
+                }
+                IceState::New | IceState::Checking | IceState::Closed => {}
+            },
+            (phase, Input::DtlsConnected) if phase.has_media() => {
+                // The encoder's first keyframe went out before DTLS was up.
+                actions.push(Action::RequestKeyframe);
             }
-            (Connecting | Live, Input::IceFailed) => {
-                self.end(EndCause::Camera(CameraReason::IceFailed))
-            }
-            (Negotiating | AwaitingAnswer, Input::AnswerTimeout) => {
-                self.end(EndCause::Camera(CameraReason::AnswerTimeout))
-            }
-            (Connecting, Input::IceTimeout) => self.end(EndCause::Camera(CameraReason::IceFailed)),
-            (phase, Input::MaxDuration) if phase.is_active() => {
-                self.end(EndCause::Camera(CameraReason::MaxDuration))
+            (phase, Input::TimerFired(timer))
+                if phase.is_active() && self.armed.contains(&timer) =>
+            {
+                self.armed.remove(&timer);
+                actions = self.timer_fired(timer);
             }
             (phase, Input::SignalingLost) if phase.is_active() => {
-                self.end(EndCause::Camera(CameraReason::CameraError))
+                actions = self.end(EndCause::Camera(CameraReason::CameraError));
             }
-            (phase, Input::MediaError) if phase.is_active() && *phase != Accepting => {
-                self.end(EndCause::Camera(CameraReason::MediaError))
+            (phase, Input::MediaError) if phase.has_media() => {
+                actions = self.end(EndCause::Camera(CameraReason::MediaError));
             }
             (phase, Input::Shutdown) if phase.is_active() => {
-                self.end(EndCause::Camera(CameraReason::CameraShutdown))
+                actions = self.end(EndCause::Camera(CameraReason::CameraShutdown));
             }
-            (phase, Input::ServerEnded(reason)) if phase.is_active() => {
-                self.end(EndCause::Server(reason.clone()))
+            (phase, Input::ServerEnded(end)) if phase.is_active() => {
+                actions = self.end(EndCause::Server(end));
             }
             // Ending already: a second cause changes nothing.
             (
                 Ending(_),
-                Input::ServerEnded(_)
-                | Input::Shutdown
-                | Input::MediaError
-                | Input::IceFailed
-                | Input::IceTimeout
-                | Input::MaxDuration
-                | Input::SignalingLost,
-            ) => vec![],
+                Input::ServerEnded(_) | Input::Shutdown | Input::MediaError | Input::SignalingLost,
+            ) => {}
             (Ending(cause), Input::TeardownDone) => {
                 self.phase = Ended(cause.clone());
-                vec![]
             }
-            (phase, _) => {
+            (phase, input) => {
                 return Err(InvalidTransition {
                     phase: phase.name(),
                     input,
-                });
+                }
+                .into());
             }
-        };
+        }
         Ok(actions)
+    }
+
+    /// What an armed timer's deadline means in the current (active) phase.
+    fn timer_fired(&mut self, timer: Timer) -> Vec<Action> {
+        use Phase::*;
+        match (timer, &self.phase) {
+            (Timer::Answer, Negotiating | AwaitingAnswer) => {
+                self.end(EndCause::Camera(CameraReason::AnswerTimeout))
+            }
+            (Timer::IceConnect, Connecting) => self.end(EndCause::Camera(CameraReason::IceFailed)),
+            (Timer::IceGrace, Connecting | Live) => {
+                self.end(EndCause::Camera(CameraReason::IceFailed))
+            }
+            (Timer::MaxDuration, _) => self.end(EndCause::Camera(CameraReason::MaxDuration)),
+            // A loss before the answer was applied: the ICE timeout after
+            // the answer covers it.
+            _ => Vec::new(),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn live() -> Machine {
-        let mut machine = Machine::new();
-        for input in [
-            Input::Accepted,
-            Input::OfferSent,
-            Input::AnswerApplied,
-            Input::IceConnected,
-        ] {
-            machine.handle(input).unwrap();
-        }
-        assert_eq!(machine.phase(), &Phase::Live);
-        machine
-    }
-
-    #[test]
-    fn happy_path_then_server_end() {
-        let mut machine = Machine::new();
-        assert_eq!(
-            machine.handle(Input::Accepted).unwrap(),
-            [Action::StartMedia]
-        );
-        let mut machine = {
-            machine.handle(Input::OfferSent).unwrap();
-            machine.handle(Input::AnswerApplied).unwrap();
-            machine.handle(Input::IceConnected).unwrap();
-            machine
-        };
-        assert_eq!(
-            machine.handle(Input::ServerEnded("hangup".into())).unwrap(),
-            [Action::Teardown]
-        );
-        assert_eq!(machine.handle(Input::TeardownDone).unwrap(), []);
-        assert_eq!(
-            machine.phase(),
-            &Phase::Ended(EndCause::Server("hangup".into()))
-        );
-    }
-
-    #[test]
-    fn camera_side_ends_go_over_rest_first() {
-        let cases = [
-            (Input::Shutdown, CameraReason::CameraShutdown),
-            (Input::MediaError, CameraReason::MediaError),
-            (Input::IceFailed, CameraReason::IceFailed),
-        ];
-        for (input, reason) in cases {
-            let mut machine = live();
-            assert_eq!(
-                machine.handle(input).unwrap(),
-                [Action::EndOverRest(reason), Action::Teardown]
-            );
-        }
-    }
-
-    #[test]
-    fn answer_timeout_only_before_the_answer() {
-        let mut machine = Machine::new();
-        machine.handle(Input::Accepted).unwrap();
-        machine.handle(Input::OfferSent).unwrap();
-        assert_eq!(
-            machine.handle(Input::AnswerTimeout).unwrap(),
-            [
-                Action::EndOverRest(CameraReason::AnswerTimeout),
-                Action::Teardown
-            ]
-        );
-        let mut machine = live();
-        assert!(machine.handle(Input::AnswerTimeout).is_err());
-        assert_eq!(machine.phase(), &Phase::Live);
-    }
-
-    #[test]
-    fn ice_timeout_only_while_connecting() {
-        let mut machine = Machine::new();
-        machine.handle(Input::Accepted).unwrap();
-        machine.handle(Input::OfferSent).unwrap();
-        assert!(machine.handle(Input::IceTimeout).is_err());
-        machine.handle(Input::AnswerApplied).unwrap();
-        assert_eq!(
-            machine.handle(Input::IceTimeout).unwrap(),
-            [
-                Action::EndOverRest(CameraReason::IceFailed),
-                Action::Teardown
-            ]
-        );
-        let mut machine = live();
-        assert!(machine.handle(Input::IceTimeout).is_err());
-    }
-
-    #[test]
-    fn max_duration_and_signaling_loss_end_any_active_session() {
-        for (input, reason) in [
-            (Input::MaxDuration, CameraReason::MaxDuration),
-            (Input::SignalingLost, CameraReason::CameraError),
-        ] {
-            let mut machine = live();
-            assert_eq!(
-                machine.handle(input.clone()).unwrap(),
-                [Action::EndOverRest(reason), Action::Teardown]
-            );
-            assert_eq!(machine.handle(input).unwrap(), []);
-        }
-    }
-
-    #[test]
-    fn refused_accept_tears_down_without_rest() {
-        let mut machine = Machine::new();
-        assert_eq!(
-            machine
-                .handle(Input::AcceptFailed {
-                    server_knows: false
-                })
-                .unwrap(),
-            [Action::Teardown]
-        );
-        let mut machine = Machine::new();
-        assert_eq!(
-            machine
-                .handle(Input::AcceptFailed { server_knows: true })
-                .unwrap(),
-            [
-                Action::EndOverRest(CameraReason::CameraError),
-                Action::Teardown
-            ]
-        );
-    }
-
-    #[test]
-    fn out_of_order_inputs_are_rejected_and_change_nothing() {
-        let mut machine = Machine::new();
-        for input in [
-            Input::OfferSent,
-            Input::AnswerApplied,
-            Input::IceConnected,
-            Input::TeardownDone,
-            Input::MediaError,
-        ] {
-            assert!(machine.handle(input).is_err());
-            assert_eq!(machine.phase(), &Phase::Accepting);
-        }
-        let mut machine = live();
-        assert!(machine.handle(Input::Accepted).is_err());
-        assert!(machine.handle(Input::OfferSent).is_err());
-    }
-
-    #[test]
-    fn a_second_end_cause_is_ignored_and_ended_is_final() {
-        let mut machine = live();
-        machine.handle(Input::Shutdown).unwrap();
-        assert_eq!(machine.handle(Input::ServerEnded("x".into())).unwrap(), []);
-        assert_eq!(machine.handle(Input::MediaError).unwrap(), []);
-        machine.handle(Input::TeardownDone).unwrap();
-        assert_eq!(
-            machine.phase(),
-            &Phase::Ended(EndCause::Camera(CameraReason::CameraShutdown))
-        );
-        for input in [
-            Input::Shutdown,
-            Input::ServerEnded("x".into()),
-            Input::TeardownDone,
-        ] {
-            assert!(machine.handle(input).is_err());
-        }
-    }
-
-    #[test]
-    fn reason_codes_match_the_contract() {
-        let codes: Vec<&str> = [
-            CameraReason::CameraShutdown,
-            CameraReason::CameraBusy,
-            CameraReason::AnswerTimeout,
-            CameraReason::IceFailed,
-            CameraReason::MediaError,
-            CameraReason::MaxDuration,
-            CameraReason::CameraError,
-        ]
-        .map(CameraReason::code)
-        .to_vec();
-        assert_eq!(
-            codes,
-            [
-                "camera_shutdown",
-                "camera_busy",
-                "answer_timeout",
-                "ice_failed",
-                "media_error",
-                "max_duration",
-                "camera_error"
-            ]
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
-//! One streaming session: the pure lifecycle machine, the pure offer/answer
-//! negotiation, and the actor task that performs what they decide.
+//! One streaming session: the pure session machine (phases, offer/answer
+//! ordering, timer policy; `negotiation` is its offer/answer component) and
+//! the actor task that performs what it decides.
 
 pub mod actor;
 pub mod congestion;
 pub mod machine;
-pub mod negotiation;
+mod negotiation;

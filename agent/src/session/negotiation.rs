@@ -6,31 +6,19 @@
 //! emits an empty end-of-candidates candidate, and must not be given remote
 //! candidates before the answer is applied, while the viewer trickles them
 //! right after its answer. This module holds what arrives early and releases
-//! it in order, so the actor only performs the [`Step`]s it returns and the
-//! ordering rules are unit-tested without GStreamer.
+//! it in order. It is a component of the session [`Machine`], which drives
+//! it and hands the [`Action`]s it returns to the actor; the ordering rules
+//! are unit-tested here without GStreamer.
+//!
+//! [`Machine`]: super::machine::Machine
 
+use super::machine::Action;
 use crate::control_plane::events::{Candidate, SignalBody};
 use crate::media::sdp;
 
 /// Remote candidates held before the answer is applied, at most this many;
 /// a peer that sends more before answering is misbehaving.
 pub const MAX_HELD_REMOTE: usize = 64;
-
-/// Something the actor must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Ask webrtcbin for the offer.
-    CreateOffer,
-    /// Send this signal to the viewer.
-    Send(SignalBody),
-    /// Hand the viewer's answer to webrtcbin.
-    ApplyAnswer(String),
-    /// Hand a remote candidate to webrtcbin; `None` is end-of-candidates.
-    AddRemote {
-        mline: u32,
-        candidate: Option<String>,
-    },
-}
 
 /// Why an input was dropped; the actor logs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +44,7 @@ enum Answer {
 }
 
 #[derive(Debug, Clone)]
-pub struct Negotiation {
+pub(crate) struct Negotiation {
     offer_requested: bool,
     /// The offer's mids by m-line, once it has been sent.
     mids: Option<Vec<Option<String>>>,
@@ -85,25 +73,25 @@ impl Negotiation {
     }
 
     /// webrtcbin's `on-negotiation-needed`: one offer per session.
-    pub fn negotiation_needed(&mut self) -> Option<Step> {
+    pub fn negotiation_needed(&mut self) -> Option<Action> {
         if self.offer_requested {
             return None;
         }
         self.offer_requested = true;
-        Some(Step::CreateOffer)
+        Some(Action::CreateOffer)
     }
 
     /// The offer, fingerprint already corrected, is ready to go: send it,
     /// then every candidate held so far, then the end marker if gathering
     /// already finished.
-    pub fn offer_ready(&mut self, offer_sdp: String) -> Vec<Step> {
+    pub fn offer_ready(&mut self, offer_sdp: String) -> Vec<Action> {
         let mids = sdp::mids(&offer_sdp);
-        let mut steps = vec![Step::Send(SignalBody::Offer { sdp: offer_sdp })];
+        let mut steps = vec![Action::SendSignal(SignalBody::Offer { sdp: offer_sdp })];
         for (mline, candidate) in std::mem::take(&mut self.held_local) {
-            steps.push(Step::Send(local_candidate(&mids, mline, candidate)));
+            steps.push(Action::SendSignal(local_candidate(&mids, mline, candidate)));
         }
         if self.gathering_complete {
-            steps.push(Step::Send(SignalBody::Candidate(None)));
+            steps.push(Action::SendSignal(SignalBody::Candidate(None)));
         }
         self.mids = Some(mids);
         steps
@@ -114,9 +102,9 @@ impl Negotiation {
     }
 
     /// A local candidate from webrtcbin, sent once the offer is out.
-    pub fn local_candidate(&mut self, mline: u32, candidate: String) -> Option<Step> {
+    pub fn local_candidate(&mut self, mline: u32, candidate: String) -> Option<Action> {
         match &self.mids {
-            Some(mids) => Some(Step::Send(local_candidate(mids, mline, candidate))),
+            Some(mids) => Some(Action::SendSignal(local_candidate(mids, mline, candidate))),
             None => {
                 self.held_local.push((mline, candidate));
                 None
@@ -125,17 +113,17 @@ impl Negotiation {
     }
 
     /// Gathering is complete: the end marker follows the candidates.
-    pub fn gathering_complete(&mut self) -> Option<Step> {
+    pub fn gathering_complete(&mut self) -> Option<Action> {
         if self.gathering_complete {
             return None;
         }
         self.gathering_complete = true;
         self.offer_sent()
-            .then_some(Step::Send(SignalBody::Candidate(None)))
+            .then_some(Action::SendSignal(SignalBody::Candidate(None)))
     }
 
     /// A signal from the viewer.
-    pub fn remote_signal(&mut self, body: SignalBody) -> Result<Vec<Step>, Dropped> {
+    pub fn remote_signal(&mut self, body: SignalBody) -> Result<Vec<Action>, Dropped> {
         match body {
             SignalBody::Offer { .. } => Err(Dropped::OfferFromViewer),
             SignalBody::Answer { sdp } => {
@@ -146,7 +134,7 @@ impl Negotiation {
                     return Err(Dropped::SecondAnswer);
                 }
                 self.answer = Answer::Applying;
-                Ok(vec![Step::ApplyAnswer(sdp)])
+                Ok(vec![Action::ApplyAnswer(sdp)])
             }
             SignalBody::Candidate(candidate) => {
                 if self.answer != Answer::Applied {
@@ -163,7 +151,7 @@ impl Negotiation {
 
     /// webrtcbin applied the answer: the held remote candidates follow.
     /// Those for unknown m-lines are left out, with why.
-    pub fn answer_applied(&mut self) -> (Vec<Step>, Vec<Dropped>) {
+    pub fn answer_applied(&mut self) -> (Vec<Action>, Vec<Dropped>) {
         self.answer = Answer::Applied;
         let mut steps = Vec::new();
         let mut dropped = Vec::new();
@@ -181,9 +169,9 @@ impl Negotiation {
         self.answer = Answer::Awaited;
     }
 
-    fn add_remote(&self, candidate: Option<Candidate>) -> Result<Step, Dropped> {
+    fn add_remote(&self, candidate: Option<Candidate>) -> Result<Action, Dropped> {
         let Some(candidate) = candidate else {
-            return Ok(Step::AddRemote {
+            return Ok(Action::AddRemoteCandidate {
                 mline: 0,
                 candidate: None,
             });
@@ -196,7 +184,7 @@ impl Negotiation {
                 .and_then(|index| u32::try_from(index).ok())
         });
         match mline {
-            Some(mline) if (mline as usize) < mids.len().max(1) => Ok(Step::AddRemote {
+            Some(mline) if (mline as usize) < mids.len().max(1) => Ok(Action::AddRemoteCandidate {
                 mline,
                 candidate: Some(candidate.candidate),
             }),
@@ -227,8 +215,8 @@ mod tests {
         }))
     }
 
-    fn sent_candidate(candidate: &str) -> Step {
-        Step::Send(SignalBody::Candidate(Some(Candidate {
+    fn sent_candidate(candidate: &str) -> Action {
+        Action::SendSignal(SignalBody::Candidate(Some(Candidate {
             candidate: candidate.into(),
             sdp_mid: Some("video0".into()),
             sdp_m_line_index: Some(0),
@@ -238,7 +226,7 @@ mod tests {
     #[test]
     fn one_offer_per_session() {
         let mut negotiation = Negotiation::new();
-        assert_eq!(negotiation.negotiation_needed(), Some(Step::CreateOffer));
+        assert_eq!(negotiation.negotiation_needed(), Some(Action::CreateOffer));
         assert_eq!(negotiation.negotiation_needed(), None);
     }
 
@@ -251,9 +239,9 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                Step::Send(SignalBody::Offer { sdp: OFFER.into() }),
+                Action::SendSignal(SignalBody::Offer { sdp: OFFER.into() }),
                 sent_candidate("candidate:1"),
-                Step::Send(SignalBody::Candidate(None)),
+                Action::SendSignal(SignalBody::Candidate(None)),
             ]
         );
         // Later ones go straight out; the end marker only once.
@@ -270,7 +258,7 @@ mod tests {
         negotiation.offer_ready(OFFER.into());
         assert_eq!(
             negotiation.gathering_complete(),
-            Some(Step::Send(SignalBody::Candidate(None)))
+            Some(Action::SendSignal(SignalBody::Candidate(None)))
         );
     }
 
@@ -285,7 +273,7 @@ mod tests {
         negotiation.offer_ready(OFFER.into());
         assert_eq!(
             negotiation.remote_signal(answer()),
-            Ok(vec![Step::ApplyAnswer("v=0".into())])
+            Ok(vec![Action::ApplyAnswer("v=0".into())])
         );
         assert_eq!(
             negotiation.remote_signal(answer()),
@@ -299,7 +287,7 @@ mod tests {
         negotiation.answer_rejected();
         assert_eq!(
             negotiation.remote_signal(answer()),
-            Ok(vec![Step::ApplyAnswer("v=0".into())])
+            Ok(vec![Action::ApplyAnswer("v=0".into())])
         );
     }
 
@@ -320,7 +308,7 @@ mod tests {
             assert_eq!(negotiation.remote_signal(signal), Ok(Vec::new()));
         }
         let (steps, dropped) = negotiation.answer_applied();
-        let add = |candidate: &str| Step::AddRemote {
+        let add = |candidate: &str| Action::AddRemoteCandidate {
             mline: 0,
             candidate: Some(candidate.into()),
         };
@@ -329,7 +317,7 @@ mod tests {
             vec![
                 add("candidate:a"),
                 add("candidate:b"),
-                Step::AddRemote {
+                Action::AddRemoteCandidate {
                     mline: 0,
                     candidate: None
                 },
