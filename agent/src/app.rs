@@ -19,7 +19,7 @@ use crate::media::elements::MediaError;
 use crate::media::pipeline::MediaConfig;
 use crate::media::runtime::{factory_exists, init_gstreamer, preload};
 use crate::session::actor::SessionContext;
-use crate::session::machine::SessionTimings;
+use crate::session::machine::{SessionPolicy, SessionTimings};
 use crate::supervisor::Supervisor;
 use crate::systemd::Notifier;
 
@@ -150,11 +150,16 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
         },
         stun_servers: settings.webrtc.stun_servers.clone(),
         turn_servers: settings.webrtc.turn_servers.clone(),
-        timings: SessionTimings {
-            answer_timeout: settings.session.answer_timeout,
-            ice_timeout: settings.session.ice_timeout,
-            ice_disconnect_grace: settings.session.ice_disconnect_grace,
-            max_duration: settings.session.max_duration,
+        policy: SessionPolicy {
+            timings: SessionTimings {
+                answer_timeout: settings.session.answer_timeout,
+                ice_timeout: settings.session.ice_timeout,
+                ice_disconnect_grace: settings.session.ice_disconnect_grace,
+                max_duration: settings.session.max_duration,
+                media_timeout: settings.session.media_timeout,
+            },
+            bitrate: settings.encoder.bitrate,
+            capture: settings.camera.capture,
         },
         end_timeout: Duration::from_secs(3),
     });

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
 use crate::session::congestion::BitrateLimits;
+use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
 
 pub mod layers;
 
@@ -361,33 +361,33 @@ impl EncoderConfig {
     /// Validates the `[encoder]` section; an empty one gives the defaults
     /// (what `probe` plans with when there is no configuration).
     pub fn from_raw(enc: &RawEncoder) -> Result<Self, ConfigError> {
-    let choice = match enc.kind.as_deref().unwrap_or("auto") {
-        "auto" => EncoderChoice::Auto,
-        "passthrough" => EncoderChoice::Passthrough,
-        name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
-            ConfigError::Invalid {
-                key: "encoder.kind",
-                value: format!("{name:?}"),
-                reason: format!(
-                    "must be \"auto\", \"passthrough\" or one of {}",
-                    EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
-                ),
-            }
-        })?),
-    };
-    let bitrate = bitrate_limits(&enc)?;
-    Ok(EncoderConfig {
-        choice,
-        settings: EncoderSettings {
-            bitrate_kbps: bitrate.start_kbps,
-            keyframe_interval: in_range(
-                "encoder.keyframe_interval",
-                enc.keyframe_interval.unwrap_or(60),
-                1..=600,
-            )?,
-        },
-        bitrate,
-    })
+        let choice = match enc.kind.as_deref().unwrap_or("auto") {
+            "auto" => EncoderChoice::Auto,
+            "passthrough" => EncoderChoice::Passthrough,
+            name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
+                ConfigError::Invalid {
+                    key: "encoder.kind",
+                    value: format!("{name:?}"),
+                    reason: format!(
+                        "must be \"auto\", \"passthrough\" or one of {}",
+                        EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
+                    ),
+                }
+            })?),
+        };
+        let bitrate = bitrate_limits(enc)?;
+        Ok(EncoderConfig {
+            choice,
+            settings: EncoderSettings {
+                bitrate_kbps: bitrate.start_kbps,
+                keyframe_interval: in_range(
+                    "encoder.keyframe_interval",
+                    enc.keyframe_interval.unwrap_or(60),
+                    1..=600,
+                )?,
+            },
+            bitrate,
+        })
     }
 }
 
@@ -711,7 +711,10 @@ impl Settings {
                 "session.ice_disconnect_grace",
                 duration(self.session.ice_disconnect_grace),
             ),
-            ("session.media_timeout", duration(self.session.media_timeout)),
+            (
+                "session.media_timeout",
+                duration(self.session.media_timeout),
+            ),
             (
                 "session.max_duration",
                 self.session
@@ -938,14 +941,20 @@ mod tests {
             .unwrap()
             .encoder;
         assert_eq!((old.bitrate.start_kbps, old.bitrate.max_kbps), (600, 600));
-        assert_eq!(old.settings.bitrate_kbps, 600, "the encoder starts at start");
+        assert_eq!(
+            old.settings.bitrate_kbps, 600,
+            "the encoder starts at start"
+        );
         let tight = settings(&format!(
             "{MINIMAL}\n[encoder]\nmin_bitrate_kbps = 300\nmax_bitrate_kbps = 800\nstart_bitrate_kbps = 400\n"
         ))
         .unwrap()
         .encoder
         .bitrate;
-        assert_eq!((tight.min_kbps, tight.start_kbps, tight.max_kbps), (300, 400, 800));
+        assert_eq!(
+            (tight.min_kbps, tight.start_kbps, tight.max_kbps),
+            (300, 400, 800)
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl MediaSession {
             };
             let mut stats = LinkStats::from_report(report);
             stats.rtcp_received = rtcp_received.load(Ordering::Relaxed);
-            forward(&events, MediaEvent::Stats(stats));
+            forward(&events, MediaEvent::Stats(Box::new(stats)));
         });
         self.webrtcbin
             .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);

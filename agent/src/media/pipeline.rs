@@ -40,7 +40,7 @@ pub enum MediaEvent {
     /// The first RTP packet went out after ICE connected.
     FirstMedia,
     /// A `get-stats` report, read (see [`MediaSession::request_stats`]).
-    Stats(LinkStats),
+    Stats(Box<LinkStats>),
     Error(String),
 }
 

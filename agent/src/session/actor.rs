@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, error, info, warn};
 
+use super::congestion::Control;
 use super::machine::{
     Action, CameraReason, EndCause, IceState, Input, Machine, Phase, Rejected, ServerEnd,
-    SessionTimings, Timer,
+    SessionPolicy, Timer,
 };
 use crate::control_plane::events::{IceServer, SignalBody, StreamRequested, signal_payload};
 use crate::control_plane::rest::{RestClient, RestError};
@@ -46,7 +47,7 @@ pub struct SessionContext {
     pub media: MediaConfig,
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
-    pub timings: SessionTimings,
+    pub policy: SessionPolicy,
     /// Bound on the REST `end` call during teardown.
     pub end_timeout: Duration,
 }
@@ -110,7 +111,7 @@ pub async fn run(
 ) -> EndCause {
     let (media_tx, mut media_rx) = mpsc::channel(256);
     let mut session = Session {
-        machine: Machine::new(ctx.timings),
+        machine: Machine::new(ctx.policy),
         ctx,
         id: request.session_id,
         client_id: request.client_id,
@@ -227,6 +228,26 @@ impl Session {
             Action::DropHeldCandidate(why) => {
                 warn!(session_id = %self.id, "held viewer candidate dropped: {why}");
             }
+            Action::RequestStats => {
+                if let Some(media) = &self.media {
+                    media.request_stats(self.media_tx.clone());
+                }
+            }
+            Action::Control(control) => self.control(control),
+            Action::LogLink(report) => {
+                info!(session_id = %self.id, target_kbps = report.target_kbps,
+                    sent_kbps = report.sent_kbps, loss_pct = report.loss_pct,
+                    rtt_ms = report.rtt_ms, width = report.encode.width,
+                    height = report.encode.height, fps = report.encode.framerate,
+                    elapsed_ms = self.elapsed_ms(), "link");
+            }
+            Action::LogSelectedPair(pair) => {
+                info!(session_id = %self.id, local_type = %pair.local.kind,
+                    local_protocol = %pair.local.protocol,
+                    local_relay_protocol = pair.local.relay_protocol.as_deref(),
+                    remote_type = %pair.remote.kind, remote_protocol = %pair.remote.protocol,
+                    elapsed_ms = self.elapsed_ms(), "selected pair");
+            }
             Action::EndOverRest(reason) => self.ctx.end_over_rest(&self.id, reason).await,
             Action::Teardown => {
                 if let Some(mut media) = self.media.take() {
@@ -241,6 +262,25 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Applies a congestion-control decision to the running encoder.
+    fn control(&self, control: Control) {
+        let Some(media) = &self.media else { return };
+        let applied = match control {
+            Control::SetBitrate { kbps } => {
+                debug!(session_id = %self.id, kbps, "encoder bitrate");
+                media.set_bitrate(kbps)
+            }
+            Control::SetEncodeTarget(target) => {
+                info!(session_id = %self.id, width = target.width, height = target.height,
+                    fps = target.framerate, elapsed_ms = self.elapsed_ms(), "encoder picture");
+                media.set_encode_target(target)
+            }
+        };
+        if let Err(err) = applied {
+            warn!(session_id = %self.id, error = %err, "encoder control not applied");
+        }
     }
 
     fn start_media(&mut self) -> Option<Input> {
@@ -296,8 +336,10 @@ impl Session {
 
     fn on_timer(&mut self, timer: Timer) -> Input {
         self.deadlines.disarm(timer);
-        warn!(session_id = %self.id, timer = timer.name(), elapsed_ms = self.elapsed_ms(),
-            "session timer fired");
+        if !timer.is_periodic() {
+            warn!(session_id = %self.id, timer = timer.name(), elapsed_ms = self.elapsed_ms(),
+                "session timer fired");
+        }
         Input::TimerFired(timer)
     }
 
@@ -355,9 +397,12 @@ impl Session {
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "first media");
                 return None;
             }
-            // Read by the congestion controller once it is wired in.
             MediaEvent::Stats(stats) => {
-                debug!(session_id = %self.id, ?stats, "link stats");
+                tracing::trace!(session_id = %self.id, ?stats, "link stats");
+                Input::Stats {
+                    at: self.started.elapsed(),
+                    stats,
+                }
             }
             MediaEvent::Error(message) => {
                 error!(session_id = %self.id, error = %message, "pipeline error");

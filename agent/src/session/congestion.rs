@@ -84,7 +84,8 @@ const VGA30_KBPS: f64 = 700.0;
 const VGA30_PIXEL_RATE: f64 = 640.0 * 480.0 * 30.0;
 
 fn needed_kbps(target: EncodeTarget) -> f64 {
-    let pixel_rate = f64::from(target.width) * f64::from(target.height) * f64::from(target.framerate);
+    let pixel_rate =
+        f64::from(target.width) * f64::from(target.height) * f64::from(target.framerate);
     VGA30_KBPS * (pixel_rate / VGA30_PIXEL_RATE).powf(0.75)
 }
 

@@ -248,7 +248,12 @@ fn the_ladder_halves_size_then_framerate() {
         .collect();
     assert_eq!(
         rungs,
-        [(640, 480, 30), (320, 240, 30), (320, 240, 15), (160, 120, 15)]
+        [
+            (640, 480, 30),
+            (320, 240, 30),
+            (320, 240, 15),
+            (160, 120, 15)
+        ]
     );
     // A 720p camera starting at 1 Mbit/s starts at 640x360.
     let hd = hw::CaptureSpec {

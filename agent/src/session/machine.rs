@@ -30,8 +30,15 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use super::congestion::{BitrateLimits, Control, Controller, LinkReport};
 use super::negotiation::Negotiation;
 use crate::control_plane::events::SignalBody;
+use crate::media::stats::{LinkStats, SelectedPair};
+
+/// How often a live session reads its link figures and lets the congestion
+/// controller decide (the 100-250 ms; TWCC feedback from browsers
+/// comes about every 100 ms).
+pub const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
 pub use super::negotiation::{Dropped, MAX_HELD_REMOTE};
 
@@ -154,6 +161,11 @@ pub enum Timer {
     IceGrace,
     /// The whole session, from pipeline start (`session.max_duration`).
     MaxDuration,
+    /// While live: the next statistics read for the congestion controller.
+    Stats,
+    /// While live: no RTCP from the viewer this long means the media path
+    /// died (signaling may be fine); re-armed whenever RTCP arrives.
+    MediaSilence,
 }
 
 impl Timer {
@@ -164,7 +176,14 @@ impl Timer {
             Timer::IceConnect => "ice_connect",
             Timer::IceGrace => "ice_grace",
             Timer::MaxDuration => "max_duration",
+            Timer::Stats => "stats",
+            Timer::MediaSilence => "media_silence",
         }
+    }
+
+    /// A timer that fires as routine, not as a verdict.
+    pub fn is_periodic(self) -> bool {
+        self == Timer::Stats
     }
 }
 
@@ -179,6 +198,18 @@ pub struct SessionTimings {
     pub ice_disconnect_grace: Duration,
     /// The longest a session may last: `max_duration`.
     pub max_duration: Option<Duration>,
+    /// No RTCP from the viewer this long while live: `ice_failed`.
+    pub media_timeout: Duration,
+}
+
+/// Everything a session's brain is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub timings: SessionTimings,
+    /// The congestion controller's bounds.
+    pub bitrate: BitrateLimits,
+    /// What the camera captures: the top of the picture ladder.
+    pub capture: hw::CaptureSpec,
 }
 
 /// The ICE connection state, as far as the session cares.
@@ -193,7 +224,7 @@ pub enum IceState {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// REST accept succeeded.
     Accepted,
@@ -235,10 +266,16 @@ pub enum Input {
     ServerEnded(ServerEnd),
     /// The actor finished [`Action::Teardown`].
     TeardownDone,
+    /// A statistics report read after [`Action::RequestStats`]; `at` is
+    /// the session's clock.
+    Stats {
+        at: Duration,
+        stats: Box<LinkStats>,
+    },
 }
 
 /// What the actor must do, in the order given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Build the pipeline; feed back `MediaStarted` or `MediaError`.
     StartMedia,
@@ -264,6 +301,14 @@ pub enum Action {
     DisarmTimer(Timer),
     /// A viewer candidate held until the answer could not be used; log why.
     DropHeldCandidate(Dropped),
+    /// Read the link statistics; they come back as `Stats`.
+    RequestStats,
+    /// Apply the congestion controller's decision to the encoder.
+    Control(Control),
+    /// Log the session's periodic link figures.
+    LogLink(LinkReport),
+    /// Log the candidate pair carrying the media (new or changed).
+    LogSelectedPair(SelectedPair),
     /// Tell the server the camera ends the session.
     EndOverRest(CameraReason),
     /// Stop the pipeline and free everything the session holds; feed back
@@ -271,7 +316,7 @@ pub enum Action {
     Teardown,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("input {input:?} is not valid in phase {phase}")]
 pub struct InvalidTransition {
     pub phase: &'static str,
@@ -279,7 +324,7 @@ pub struct InvalidTransition {
 }
 
 /// Why an input changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejected {
     /// Out of order for the phase: a late or duplicate event.
     #[error(transparent)]
@@ -298,16 +343,28 @@ pub struct Machine {
     /// ICE reported connected and has not been lost since; it may connect
     /// before webrtcbin confirms the answer (an answer carrying candidates).
     ice_connected: bool,
+    controller: Controller,
+    /// What the encoder must be set to when the session goes live.
+    initial_controls: Vec<Control>,
+    /// The viewer's RTCP count at the last re-arm of `MediaSilence`.
+    rtcp_seen: u64,
+    selected_pair: Option<SelectedPair>,
 }
 
 impl Machine {
-    pub fn new(timings: SessionTimings) -> Self {
+    pub fn new(policy: SessionPolicy) -> Self {
+        let (controller, initial_controls) =
+            Controller::new(policy.bitrate, policy.capture, Duration::ZERO);
         Self {
             phase: Phase::Accepting,
-            timings,
+            timings: policy.timings,
             negotiation: Negotiation::new(),
             armed: BTreeSet::new(),
             ice_connected: false,
+            controller,
+            initial_controls,
+            rtcp_seen: 0,
+            selected_pair: None,
         }
     }
 
@@ -346,9 +403,44 @@ impl Machine {
         actions
     }
 
+    /// Media flows: the controller takes over the encoder, and the
+    /// viewer's RTCP is watched from now on.
     fn live(&mut self, actions: &mut Vec<Action>) {
         self.disarm(Timer::IceConnect, actions);
         self.phase = Phase::Live;
+        actions.extend(self.initial_controls.drain(..).map(Action::Control));
+        self.arm(Timer::Stats, STATS_INTERVAL, actions);
+        self.arm(Timer::MediaSilence, self.timings.media_timeout, actions);
+    }
+
+    /// A statistics report while live: RTCP keeps the path alive, the
+    /// controller decides, the periodic figures and a new pair are logged.
+    fn on_stats(&mut self, at: Duration, stats: LinkStats) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if stats.rtcp_received > self.rtcp_seen {
+            self.rtcp_seen = stats.rtcp_received;
+            self.arm(
+                Timer::MediaSilence,
+                self.timings.media_timeout,
+                &mut actions,
+            );
+        }
+        actions.extend(
+            self.controller
+                .on_stats(at, &stats)
+                .into_iter()
+                .map(Action::Control),
+        );
+        if let Some(report) = self.controller.report(at, &stats) {
+            actions.push(Action::LogLink(report));
+        }
+        if let Some(pair) = stats.selected_pair
+            && self.selected_pair.as_ref() != Some(&pair)
+        {
+            self.selected_pair = Some(pair.clone());
+            actions.push(Action::LogSelectedPair(pair));
+        }
+        actions
     }
 
     /// Applies one input and returns what to do, in order.
@@ -457,6 +549,7 @@ impl Machine {
             (Ending(cause), Input::TeardownDone) => {
                 self.phase = Ended(cause.clone());
             }
+            (Live, Input::Stats { at, stats }) => actions = self.on_stats(at, *stats),
             (phase, input) => {
                 return Err(InvalidTransition {
                     phase: phase.name(),
@@ -480,6 +573,12 @@ impl Machine {
                 self.end(EndCause::Camera(CameraReason::IceFailed))
             }
             (Timer::MaxDuration, _) => self.end(EndCause::Camera(CameraReason::MaxDuration)),
+            (Timer::Stats, Live) => {
+                let mut actions = vec![Action::RequestStats];
+                self.arm(Timer::Stats, STATS_INTERVAL, &mut actions);
+                actions
+            }
+            (Timer::MediaSilence, Live) => self.end(EndCause::Camera(CameraReason::IceFailed)),
             // A loss before the answer was applied: the ICE timeout after
             // the answer covers it.
             _ => Vec::new(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::control_plane::events::Candidate;
+use crate::session::congestion::BitrateLimits;
 
 const OFFER: &str = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n";
 
@@ -10,11 +11,28 @@ const ICE_TIMEOUT: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(5);
 const MAX: Duration = Duration::from_secs(3600);
 
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
+
 const TIMINGS: SessionTimings = SessionTimings {
     answer_timeout: ANSWER_TIMEOUT,
     ice_timeout: ICE_TIMEOUT,
     ice_disconnect_grace: GRACE,
     max_duration: Some(MAX),
+    media_timeout: MEDIA_TIMEOUT,
+};
+
+const POLICY: SessionPolicy = SessionPolicy {
+    timings: TIMINGS,
+    bitrate: BitrateLimits {
+        min_kbps: 150,
+        start_kbps: 1000,
+        max_kbps: 2000,
+    },
+    capture: hw::CaptureSpec {
+        width: 640,
+        height: 480,
+        framerate: 30,
+    },
 };
 
 fn offer() -> Input {
@@ -39,7 +57,7 @@ fn fired(timer: Timer) -> Input {
 
 /// A machine fed `inputs`, each of which must be accepted.
 fn after(inputs: impl IntoIterator<Item = Input>) -> Machine {
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     for input in inputs {
         if let Err(err) = machine.handle(input) {
             panic!("{err}");
@@ -88,6 +106,16 @@ fn timer_actions(actions: &[Action]) -> Vec<Action> {
         .collect()
 }
 
+fn stats_with_rtcp(rtcp_received: u64) -> Input {
+    Input::Stats {
+        at: Duration::from_secs(1),
+        stats: Box::new(LinkStats {
+            rtcp_received,
+            ..LinkStats::default()
+        }),
+    }
+}
+
 fn ended_by(reason: CameraReason) -> Vec<Action> {
     vec![Action::EndOverRest(reason), Action::Teardown]
 }
@@ -123,42 +151,74 @@ fn timer_table_over_a_whole_session() {
             vec![],
             vec![IceConnect, MaxDuration],
         ),
+        // Live: the statistics tick and the dead-path watch start.
         (
             Input::Ice(IceState::Connected),
-            vec![Disarm(IceConnect)],
-            vec![MaxDuration],
+            vec![
+                Disarm(IceConnect),
+                Arm(Stats, STATS_INTERVAL),
+                Arm(MediaSilence, MEDIA_TIMEOUT),
+            ],
+            vec![MaxDuration, Stats, MediaSilence],
         ),
         // The grace runs only while ICE is lost, from the first loss.
         (
             Input::Ice(IceState::Disconnected),
             vec![Arm(IceGrace, GRACE)],
-            vec![IceGrace, MaxDuration],
+            vec![IceGrace, MaxDuration, Stats, MediaSilence],
         ),
         (
             Input::Ice(IceState::Failed),
             vec![],
-            vec![IceGrace, MaxDuration],
+            vec![IceGrace, MaxDuration, Stats, MediaSilence],
         ),
         (
             Input::Ice(IceState::Connected),
             vec![Disarm(IceGrace)],
-            vec![MaxDuration],
+            vec![MaxDuration, Stats, MediaSilence],
         ),
-        (Input::Ice(IceState::Connected), vec![], vec![MaxDuration]),
+        (
+            Input::Ice(IceState::Connected),
+            vec![],
+            vec![MaxDuration, Stats, MediaSilence],
+        ),
+        // The tick re-arms itself and asks for statistics.
+        (
+            fired(Stats),
+            vec![Arm(Stats, STATS_INTERVAL)],
+            vec![MaxDuration, Stats, MediaSilence],
+        ),
+        // RTCP from the viewer pushes the dead-path deadline out.
+        (
+            stats_with_rtcp(3),
+            vec![Arm(MediaSilence, MEDIA_TIMEOUT)],
+            vec![MaxDuration, Stats, MediaSilence],
+        ),
+        // No new RTCP since: the deadline stays where it was.
+        (
+            stats_with_rtcp(3),
+            vec![],
+            vec![MaxDuration, Stats, MediaSilence],
+        ),
         (
             Input::Ice(IceState::Failed),
             vec![Arm(IceGrace, GRACE)],
-            vec![IceGrace, MaxDuration],
+            vec![IceGrace, MaxDuration, Stats, MediaSilence],
         ),
         // Ending disarms everything.
         (
             Input::Shutdown,
-            vec![Disarm(IceGrace), Disarm(MaxDuration)],
+            vec![
+                Disarm(IceGrace),
+                Disarm(MaxDuration),
+                Disarm(Stats),
+                Disarm(MediaSilence),
+            ],
             vec![],
         ),
         (Input::TeardownDone, vec![], vec![]),
     ];
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     for (row, (input, timer_changes, armed_after)) in table.into_iter().enumerate() {
         let description = format!("row {row}: {input:?}");
         let actions = machine
@@ -210,6 +270,10 @@ fn timer_outcomes_by_phase() {
         ("live", live, Timer::MaxDuration, with_rest(MaxDuration)),
         // Not armed until ICE is lost.
         ("live", live, Timer::IceGrace, None),
+        // No RTCP for media_timeout while live: the media path is dead.
+        ("live", live, Timer::MediaSilence, with_rest(IceFailed)),
+        ("connecting", connecting, Timer::MediaSilence, None),
+        ("connecting", connecting, Timer::Stats, None),
     ];
     for (phase, setup, timer, outcome) in table {
         let mut machine = setup();
@@ -264,9 +328,12 @@ fn ice_grace_ends_a_connected_session_only() {
 
 #[test]
 fn without_max_duration_no_timer_is_armed_for_it() {
-    let mut machine = Machine::new(SessionTimings {
-        max_duration: None,
-        ..TIMINGS
+    let mut machine = Machine::new(SessionPolicy {
+        timings: SessionTimings {
+            max_duration: None,
+            ..TIMINGS
+        },
+        ..POLICY
     });
     machine.handle(Input::Accepted).unwrap();
     assert_eq!(
@@ -305,7 +372,7 @@ fn nothing_fires_after_ending() {
 
 #[test]
 fn happy_path_actions_in_order() {
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     assert_eq!(
         machine.handle(Input::Accepted).unwrap(),
         [Action::StartMedia]
@@ -371,7 +438,12 @@ fn happy_path_actions_in_order() {
     let hangup = ServerEnd::StreamEnded("hangup".into());
     assert_eq!(
         machine.handle(Input::ServerEnded(hangup.clone())).unwrap(),
-        [Action::DisarmTimer(Timer::MaxDuration), Action::Teardown]
+        [
+            Action::DisarmTimer(Timer::MaxDuration),
+            Action::DisarmTimer(Timer::Stats),
+            Action::DisarmTimer(Timer::MediaSilence),
+            Action::Teardown
+        ]
     );
     assert_eq!(machine.handle(Input::TeardownDone).unwrap(), []);
     assert_eq!(
@@ -431,9 +503,16 @@ fn ice_connected_before_the_answer_is_confirmed_goes_live_at_once() {
     assert_eq!(machine.phase(), &Phase::Live);
     assert_eq!(
         timer_actions(&actions),
-        [Action::DisarmTimer(Timer::Answer)]
+        [
+            Action::DisarmTimer(Timer::Answer),
+            Action::ArmTimer(Timer::Stats, STATS_INTERVAL),
+            Action::ArmTimer(Timer::MediaSilence, MEDIA_TIMEOUT),
+        ]
     );
-    assert_eq!(armed(&machine), [Timer::MaxDuration]);
+    assert_eq!(
+        armed(&machine),
+        [Timer::MaxDuration, Timer::Stats, Timer::MediaSilence]
+    );
 }
 
 #[test]
@@ -449,6 +528,8 @@ fn camera_side_ends_go_over_rest_first() {
             machine.handle(input.clone()).unwrap(),
             [
                 Action::DisarmTimer(Timer::MaxDuration),
+                Action::DisarmTimer(Timer::Stats),
+                Action::DisarmTimer(Timer::MediaSilence),
                 Action::EndOverRest(reason),
                 Action::Teardown
             ]
@@ -469,7 +550,7 @@ fn a_pipeline_that_fails_to_start_ends_with_media_error() {
 
 #[test]
 fn refused_accept_tears_down_without_rest() {
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     assert_eq!(
         machine
             .handle(Input::AcceptFailed {
@@ -478,7 +559,7 @@ fn refused_accept_tears_down_without_rest() {
             .unwrap(),
         [Action::Teardown]
     );
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     assert_eq!(
         machine
             .handle(Input::AcceptFailed { server_knows: true })
@@ -489,7 +570,7 @@ fn refused_accept_tears_down_without_rest() {
 
 #[test]
 fn out_of_order_inputs_are_rejected_and_change_nothing() {
-    let mut machine = Machine::new(TIMINGS);
+    let mut machine = Machine::new(POLICY);
     for input in [
         Input::MediaStarted,
         offer(),
@@ -570,4 +651,72 @@ fn reason_codes_match_the_contract() {
             "camera_error"
         ]
     );
+}
+
+#[test]
+fn going_live_hands_the_encoder_to_the_controller() {
+    let actions = connecting()
+        .handle(Input::Ice(IceState::Connected))
+        .unwrap();
+    // Start bitrate 1000 kbit/s: 90 % to the encoder, the rest headroom.
+    assert!(
+        actions.contains(&Action::Control(Control::SetBitrate { kbps: 900 })),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn statistics_drive_the_controller_and_log_a_new_pair_once() {
+    use crate::media::stats::{CandidateInfo, TwccFigures};
+    let mut machine = live();
+    let pair = SelectedPair {
+        local: CandidateInfo {
+            kind: "relay".into(),
+            protocol: "udp".into(),
+            relay_protocol: Some("tcp".into()),
+        },
+        remote: CandidateInfo {
+            kind: "prflx".into(),
+            protocol: "udp".into(),
+            relay_protocol: None,
+        },
+    };
+    // A queue on the path: the viewer receives half of what was sent.
+    let congested = |at: u64| Input::Stats {
+        at: Duration::from_millis(at),
+        stats: Box::new(LinkStats {
+            twcc: Some(TwccFigures {
+                sent_bps: 1_000_000,
+                recv_bps: 500_000,
+                loss_pct: 0.0,
+                delay_gradient_us: 0.0,
+            }),
+            rtt_ms: Some(20.0),
+            rtcp_received: at,
+            selected_pair: Some(pair.clone()),
+            ..LinkStats::default()
+        }),
+    };
+    let first = machine.handle(congested(200)).unwrap();
+    assert!(
+        first.contains(&Action::LogSelectedPair(pair.clone())),
+        "{first:?}"
+    );
+    // 85 % of what arrived, 90 % of that to the encoder.
+    assert!(
+        first.contains(&Action::Control(Control::SetBitrate { kbps: 383 })),
+        "{first:?}"
+    );
+    let second = machine.handle(congested(400)).unwrap();
+    assert!(
+        !second
+            .iter()
+            .any(|action| matches!(action, Action::LogSelectedPair(_))),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn statistics_outside_a_live_session_are_rejected() {
+    assert!(connecting().handle(stats_with_rtcp(1)).is_err());
 }
