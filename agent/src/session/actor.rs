@@ -239,6 +239,7 @@ impl Session {
                     sent_kbps = report.sent_kbps, loss_pct = report.loss_pct,
                     rtt_ms = report.rtt_ms, width = report.encode.width,
                     height = report.encode.height, fps = report.encode.framerate,
+                    rtcp_received = report.rtcp_received,
                     elapsed_ms = self.elapsed_ms(), "link");
             }
             Action::LogSelectedPair(pair) => {

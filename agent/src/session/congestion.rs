@@ -46,6 +46,8 @@ const BACKOFF: f64 = 0.85;
 pub const DECREASE_INTERVAL: Duration = Duration::from_millis(400);
 /// Multiplicative growth per second while probing.
 const GROWTH_PER_SECOND: f64 = 1.08;
+/// The longest span one feedback report may grow the target for.
+const MAX_GROWTH_SPAN: Duration = Duration::from_secs(2);
 /// Additive growth near the last overuse point, kbit/s per second.
 const CAREFUL_GROWTH_KBPS: f64 = 40.0;
 /// Smoothed loss above which the target drops even without a delay signal.
@@ -163,6 +165,8 @@ pub struct LinkReport {
     pub loss_pct: f64,
     pub rtt_ms: Option<f64>,
     pub encode: EncodeTarget,
+    /// RTCP packets from the viewer so far.
+    pub rtcp_received: u64,
 }
 
 /// Why the last decision was taken; for logs and tests.
@@ -245,7 +249,9 @@ impl Controller {
             .last_sample
             .map(|last| at.saturating_sub(last).as_secs_f64())
             .unwrap_or(0.0)
-            .min(1.0);
+            // Feedback after a gap (a blackout, a viewer that reports every
+            // few seconds) must not grow the target by the whole gap.
+            .min(MAX_GROWTH_SPAN.as_secs_f64());
         self.last_sample = Some(at);
         let signal = self.signal(stats);
         self.last_signal = signal;
@@ -365,6 +371,7 @@ impl Controller {
             loss_pct: self.loss * 100.0,
             rtt_ms: stats.rtt_ms,
             encode: self.encode_target(),
+            rtcp_received: stats.rtcp_received,
         })
     }
 }

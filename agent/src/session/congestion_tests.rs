@@ -303,3 +303,21 @@ fn a_report_every_five_seconds_with_the_sent_rate() {
     );
     assert_eq!(last.encode.width, 640);
 }
+
+#[test]
+fn feedback_after_a_gap_grows_the_target_by_two_seconds_at_most() {
+    let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
+    let calm = LinkStats {
+        rtt_ms: Some(20.0),
+        fraction_lost: Some(0.0),
+        ..LinkStats::default()
+    };
+    controller.on_stats(Duration::from_secs(1), &calm);
+    let before = f64::from(controller.target_kbps());
+    controller.on_stats(Duration::from_secs(11), &calm);
+    let after = f64::from(controller.target_kbps());
+    assert!(
+        after <= before * GROWTH_PER_SECOND.powi(2) + 1.0,
+        "{before} -> {after} after a 10 s gap"
+    );
+}

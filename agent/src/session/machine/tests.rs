@@ -714,6 +714,15 @@ fn statistics_drive_the_controller_and_log_a_new_pair_once() {
             .any(|action| matches!(action, Action::LogSelectedPair(_))),
         "{second:?}"
     );
+    // The same RTCP count again: stale figures (no feedback arrived, as
+    // in a blackout) neither move the controller nor the dead-path watch.
+    let stale = machine.handle(congested(400)).unwrap();
+    assert!(
+        !stale
+            .iter()
+            .any(|action| matches!(action, Action::Control(_) | Action::ArmTimer(..))),
+        "{stale:?}"
+    );
 }
 
 #[test]
