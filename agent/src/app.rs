@@ -21,10 +21,6 @@ use crate::session::machine::SessionTimings;
 use crate::supervisor::Supervisor;
 use crate::systemd::Notifier;
 
-/// Exit status for configuration errors (sysexits EX_CONFIG); the systemd
-/// unit does not restart on it.
-pub const EXIT_CONFIG: u8 = 78;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -33,37 +29,20 @@ pub enum RunError {
         "the control plane says this device's role is {role:?}; a camera agent needs a `camera` token"
     )]
     WrongRole { role: String },
-    #[error("no usable media pipeline: {0}")]
+    #[error("no usable media pipeline")]
     Plan(#[from] hw::PlanError),
-    #[error("GStreamer set-up failed: {0}")]
+    #[error("GStreamer set-up failed")]
     Media(#[from] MediaError),
     #[error(transparent)]
     Dtls(#[from] DtlsError),
-    #[error("cannot create the REST client: {0}")]
+    #[error("cannot create the REST client")]
     Rest(#[from] RestError),
     #[error("cannot derive the socket URL: {0}")]
     SocketUrl(String),
     #[error(transparent)]
     Tls(#[from] crate::control_plane::tls::TlsError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-}
-
-impl RunError {
-    /// The process exit status for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            // No camera right now is the hardware's state, not the
-            // configuration's: exit 1 so systemd restarts and tries again
-            // (a camera plugged in after boot is then picked up).
-            RunError::Plan(hw::PlanError::NoCamera { .. }) => 1,
-            RunError::Config(_)
-            | RunError::WrongRole { .. }
-            | RunError::Plan(_)
-            | RunError::Tls(_) => EXIT_CONFIG,
-            _ => 1,
-        }
-    }
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.

@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod control_plane;
 pub mod doctor;
+pub mod errors;
 pub mod logging;
 pub mod media;
 pub mod memory;

@@ -228,3 +228,63 @@ fn no_camera_at_start_exits_1_so_systemd_retries() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no usable camera"), "{stderr}");
 }
+
+/// The error chain `main` printed: the `error:` line, then each `caused by:`
+/// line, without their prefixes. Fails when a line repeats the one before
+/// it (a cause shown twice) or when there is no error at all.
+fn printed_chain(stderr: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("error: ")
+                .or_else(|| line.strip_prefix("  caused by: "))
+        })
+        .collect();
+    assert!(!lines.is_empty(), "no error printed: {stderr}");
+    for pair in lines.windows(2) {
+        assert!(
+            !pair[0].ends_with(pair[1]),
+            "{:?} repeats the line before it in:\n{stderr}",
+            pair[1]
+        );
+    }
+    lines
+}
+
+#[test]
+fn an_error_chain_shows_each_cause_once() {
+    const NO_FILE: &str = "No such file or directory";
+    let scratch = Scratch::new("cli-chain").unwrap();
+    // A missing config file.
+    let missing = scratch.dir.join("missing.toml");
+    let (code, _, stderr) = check_config(&missing);
+    assert_eq!(code, Some(78), "{stderr}");
+    let chain = printed_chain(&stderr);
+    assert!(chain[0].contains("missing.toml"), "{stderr}");
+    assert_eq!(stderr.matches(NO_FILE).count(), 1, "{stderr}");
+    // A missing CA file: the key and path, then the OS's reason, once.
+    let token = scratch.token_file("t").unwrap();
+    let config = scratch
+        .write(
+            "agent.toml",
+            &format!(
+                "[control_plane]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n\
+                 ca_file = \"{}\"\n[camera]\nsource = \"test\"\n",
+                token.display(),
+                scratch.dir.join("missing-ca.pem").display()
+            ),
+        )
+        .unwrap();
+    let (code, stderr) = run(&config, &[]);
+    assert_eq!(code, Some(78), "{stderr}");
+    let chain = printed_chain(&stderr);
+    assert!(
+        chain[0].contains("control_plane.ca_file") && chain[0].contains("missing-ca.pem"),
+        "{stderr}"
+    );
+    assert_eq!(
+        chain.last(),
+        Some(&format!("{NO_FILE} (os error 2)").as_str())
+    );
+    assert_eq!(stderr.matches(NO_FILE).count(), 1, "{stderr}");
+}
