@@ -117,7 +117,7 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
 
     // One probe serves the camera check and the plan.
     let cameras = init_gstreamer()
-        .map(|()| crate::app::cameras_for(&settings.camera.source))
+        .map(|()| crate::planning::cameras_for(&settings.camera.source))
         .map_err(|err| {
             fail(
                 err,
@@ -126,10 +126,10 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
         });
     report.step("camera", check_camera(&settings, &cameras));
     let plan = match &cameras {
-        Ok(cameras) => crate::app::plan(
+        Ok(cameras) => crate::planning::plan(
             &settings.camera,
             settings.encoder,
-            hw::board::detect(Path::new("/")).family,
+            crate::probe::board().family,
             cameras,
         )
         .map_err(|err| fail(err, "set encoder.kind to one that is available, or install its plugin (x264enc: gstreamer1.0-plugins-ugly); `camera-agent probe` shows what exists")),

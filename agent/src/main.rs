@@ -194,7 +194,7 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
         Some(path) => Some(Settings::load(path, &[])?.settings),
         None => None,
     };
-    let found = camera_agent::probe::probe(std::path::Path::new("/"))?;
+    let found = camera_agent::probe::probe()?;
     // Without a configuration: what `auto` would do at 1280x720@30.
     let (camera, encoder) = match settings {
         Some(settings) => (settings.camera, settings.encoder),
@@ -216,7 +216,7 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
             },
         ),
     };
-    let plan = app::plan(&camera, encoder, found.board.family, &found.cameras);
+    let plan = camera_agent::planning::plan(&camera, encoder, found.board.family, &found.cameras);
     if json {
         let plan_json = match &plan {
             Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),

@@ -103,11 +103,7 @@ impl Supervisor {
     ) {
         // The watchdog is fed from this loop, so a stuck supervisor is
         // restarted by systemd rather than kept alive by a free timer.
-        let mut watchdog = tokio::time::interval(
-            self.notifier
-                .watchdog_interval()
-                .unwrap_or(Duration::from_secs(3600)),
-        );
+        let mut watchdog = tokio::time::interval(self.notifier.watchdog_period());
         loop {
             let deadline = self.signaling_deadline;
             tokio::select! {
@@ -258,13 +254,11 @@ impl Supervisor {
         if self.sessions.len() >= self.max_sessions {
             warn!(session_id = %request.session_id, live_sessions = self.sessions.len(),
                 "at capacity; refusing with camera_busy");
-            let rest = self.ctx.rest.clone();
+            let ctx = self.ctx.clone();
             let session_id = request.session_id;
             self.tracker.spawn(async move {
-                let reason = CameraReason::CameraBusy.code();
-                if let Err(err) = rest.end(&session_id, reason).await {
-                    warn!(%session_id, error = %err, "refusing a session over REST failed");
-                }
+                ctx.end_over_rest(&session_id, CameraReason::CameraBusy)
+                    .await;
             });
             return;
         }

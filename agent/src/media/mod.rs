@@ -1,5 +1,5 @@
 //! Media: the per-session GStreamer pipeline and the pure helpers around it.
 
-pub mod dtls;
+pub(crate) mod dtls;
 pub mod pipeline;
 pub mod sdp;

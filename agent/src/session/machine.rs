@@ -33,7 +33,7 @@ use std::time::Duration;
 use super::negotiation::Negotiation;
 use crate::control_plane::events::SignalBody;
 
-pub use super::negotiation::{Dropped, MAX_HELD_REMOTE};
+pub use super::negotiation::Dropped;
 
 /// Why the camera ends a session; the codes are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +316,7 @@ impl Machine {
     }
 
     /// The timers armed now, in order.
+    #[cfg(test)]
     pub fn armed(&self) -> impl Iterator<Item = Timer> + '_ {
         self.armed.iter().copied()
     }

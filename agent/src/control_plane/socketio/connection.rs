@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
+use super::backoff::{AUTH_RETRY_MAX, Backoff};
 use super::codec::{
     EnginePacket, OpenInfo, SocketPacket, decode_engine, decode_socket, encode_engine,
     encode_socket,
@@ -53,7 +53,7 @@ impl SocketSettings {
             token,
             connect_timeout: control_plane.request_timeout,
             reconnect_max: control_plane.reconnect_max,
-            auth_reconnect_max: Duration::from_secs(300),
+            auth_reconnect_max: AUTH_RETRY_MAX,
             tls: Some(tls),
         })
     }
@@ -147,8 +147,8 @@ async fn run(
     mut outbound: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), settings.reconnect_max);
-    let mut auth_backoff = Backoff::new(Duration::from_secs(5), settings.auth_reconnect_max);
+    let mut backoff = Backoff::for_failures(settings.reconnect_max);
+    let mut auth_backoff = Backoff::for_refused_token(settings.auth_reconnect_max);
     let mut ever_connected = false;
     loop {
         let end = connect_once(&settings, &events, &mut outbound, &cancel, ever_connected).await;
