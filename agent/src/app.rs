@@ -188,6 +188,7 @@ async fn login(
                 let delay = auth_backoff.next_delay(rand::random::<f64>());
                 warn!(
                     retry_in_ms = delay.as_millis() as u64,
+                    refused = "device_token",
                     "login refused: the control plane does not accept this device token \
                      (check control_plane.token_file)"
                 );
