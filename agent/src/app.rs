@@ -9,23 +9,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{CameraSettings, ConfigError, EncoderConfig, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
-use crate::control_plane::socketio::backoff::Backoff;
+use crate::control_plane::socketio::backoff::{AUTH_RETRY_MAX, Backoff};
 use crate::control_plane::socketio::connection::{self, SocketSettings};
 use crate::control_plane::tls::ExtraRoots;
 use crate::media::dtls::{DtlsError, DtlsIdentity};
 use crate::media::elements::MediaError;
 use crate::media::pipeline::MediaConfig;
-use crate::media::runtime::{factory_exists, init_gstreamer, preload};
+use crate::media::runtime::{init_gstreamer, preload};
+use crate::planning;
 use crate::session::actor::SessionContext;
 use crate::session::machine::{SessionPolicy, SessionTimings};
 use crate::supervisor::Supervisor;
 use crate::systemd::Notifier;
-
-/// Exit status for configuration errors (sysexits EX_CONFIG); the systemd
-/// unit does not restart on it.
-pub const EXIT_CONFIG: u8 = 78;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -35,37 +32,20 @@ pub enum RunError {
         "the control plane says this device's role is {role:?}; a camera agent needs a `camera` token"
     )]
     WrongRole { role: String },
-    #[error("no usable media pipeline: {0}")]
+    #[error("no usable media pipeline")]
     Plan(#[from] hw::PlanError),
-    #[error("GStreamer set-up failed: {0}")]
+    #[error("GStreamer set-up failed")]
     Media(#[from] MediaError),
     #[error(transparent)]
     Dtls(#[from] DtlsError),
-    #[error("cannot create the REST client: {0}")]
+    #[error("cannot create the REST client")]
     Rest(#[from] RestError),
     #[error("cannot derive the socket URL: {0}")]
     SocketUrl(String),
     #[error(transparent)]
     Tls(#[from] crate::control_plane::tls::TlsError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-}
-
-impl RunError {
-    /// The process exit status for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            // No camera right now is the hardware's state, not the
-            // configuration's: exit 1 so systemd restarts and tries again
-            // (a camera plugged in after boot is then picked up).
-            RunError::Plan(hw::PlanError::NoCamera { .. }) => 1,
-            RunError::Config(_)
-            | RunError::WrongRole { .. }
-            | RunError::Plan(_)
-            | RunError::Tls(_) => EXIT_CONFIG,
-            _ => 1,
-        }
-    }
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -93,10 +73,10 @@ fn spawn_signal_listener(
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
-pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
+async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
     let token = settings.read_token()?;
     init_gstreamer()?;
-    let plan = plan_for(&settings)?;
+    let plan = planning::plan_for(&settings)?;
     preload(plan.factories())?;
     for reason in &plan.reasons {
         info!(%reason, "plan");
@@ -186,49 +166,6 @@ pub async fn run_until(settings: Settings, shutdown: CancellationToken) -> Resul
     Ok(())
 }
 
-/// Probes the board and (unless the test pattern is configured) the
-/// cameras, and plans the session pipeline. GStreamer must be initialised.
-pub fn plan_for(settings: &Settings) -> Result<hw::PipelinePlan, hw::PlanError> {
-    let board = hw::board::detect(std::path::Path::new("/"));
-    plan(
-        &settings.camera,
-        settings.encoder,
-        board.family,
-        &cameras_for(&settings.camera.source),
-    )
-}
-
-/// The cameras a plan for `source` needs: none for the test pattern (no
-/// device is probed), else what the probe finds. GStreamer must be
-/// initialised.
-pub fn cameras_for(source: &hw::SourceKind) -> Vec<hw::Camera> {
-    match source {
-        hw::SourceKind::Test => Vec::new(),
-        _ => crate::probe::cameras(),
-    }
-}
-
-/// Plans the session pipeline for `camera` and `encoder` on `board`, with
-/// the cameras a probe found.
-pub fn plan(
-    camera: &CameraSettings,
-    encoder: EncoderConfig,
-    board: hw::BoardFamily,
-    cameras: &[hw::Camera],
-) -> Result<hw::PipelinePlan, hw::PlanError> {
-    hw::PipelinePlan::build(
-        hw::PlanInput {
-            source: &camera.source,
-            capture: camera.capture,
-            encoder: encoder.choice,
-            settings: encoder.settings,
-            board,
-            cameras,
-        },
-        factory_exists,
-    )
-}
-
 /// `GET /devices/me` until it answers; `None` if shutdown came first.
 /// systemd hears READY after the first attempt, whatever its outcome: a
 /// camera whose network is not up at boot must still start and keep trying.
@@ -238,12 +175,10 @@ async fn login(
     reconnect_max: Duration,
     notifier: &Notifier,
 ) -> Option<DeviceInfo> {
-    let mut backoff = Backoff::new(Duration::from_millis(500), reconnect_max);
-    let mut auth_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    let mut backoff = Backoff::for_failures(reconnect_max);
+    let mut auth_backoff = Backoff::for_refused_token(AUTH_RETRY_MAX);
     let mut first = true;
-    let watchdog = notifier
-        .watchdog_interval()
-        .unwrap_or(Duration::from_secs(3600));
+    let watchdog = notifier.watchdog_period();
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return None,
@@ -260,6 +195,7 @@ async fn login(
                 let delay = auth_backoff.next_delay(rand::random::<f64>());
                 warn!(
                     retry_in_ms = delay.as_millis() as u64,
+                    refused = "device_token",
                     "login refused: the control plane does not accept this device token \
                      (check control_plane.token_file)"
                 );

@@ -14,6 +14,7 @@ use crate::config::{Secret, Settings};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SignalingEvent, SocketSettings};
 use crate::control_plane::tls::ExtraRoots;
+use crate::errors::one_line;
 use crate::media::runtime::init_gstreamer;
 use crate::media::test_encode::test_encode;
 
@@ -69,7 +70,7 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
         Err(err) => {
             report.step(
                 "configuration",
-                Err(fail(err, "fix the value named above; `camera-agent check-config` shows every setting and where it comes from")),
+                Err(fail(one_line(&err), "fix the value named above; `camera-agent check-config` shows every setting and where it comes from")),
             );
             for name in [
                 "device token",
@@ -117,7 +118,7 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
 
     // One probe serves the camera check and the plan.
     let cameras = init_gstreamer()
-        .map(|()| crate::app::cameras_for(&settings.camera.source))
+        .map(|()| crate::planning::cameras_for(&settings.camera.source))
         .map_err(|err| {
             fail(
                 err,
@@ -126,10 +127,10 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
         });
     report.step("camera", check_camera(&settings, &cameras));
     let plan = match &cameras {
-        Ok(cameras) => crate::app::plan(
+        Ok(cameras) => crate::planning::plan(
             &settings.camera,
             settings.encoder,
-            hw::board::detect(Path::new("/")).family,
+            crate::probe::board().family,
             cameras,
         )
         .map_err(|err| fail(err, "set encoder.kind to one that is available, or install its plugin (x264enc: gstreamer1.0-plugins-ugly); `camera-agent probe` shows what exists")),
@@ -182,13 +183,13 @@ fn check_token(settings: &Settings) -> Result<Secret, Failure> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let path = settings.token_path(credentials.as_deref()).map_err(|err| {
         fail(
-            err,
+            one_line(&err),
             "write the camera's token to a file and set control_plane.token_file",
         )
     })?;
     crate::config::read_token(&path).map_err(|err| {
         fail(
-            err,
+            one_line(&err),
             format!(
                 "the file must exist, hold only the token, and be readable only by the agent's user (chmod 600 {})",
                 path.display()
@@ -250,7 +251,7 @@ const CA_FILE_HINT: &str = "point control_plane.ca_file at a PEM file with the C
 
 fn roots(settings: &Settings) -> Result<ExtraRoots, Failure> {
     ExtraRoots::from_setting(settings.control_plane.ca_file.as_deref())
-        .map_err(|err| fail(err, CA_FILE_HINT))
+        .map_err(|err| fail(one_line(&err), CA_FILE_HINT))
 }
 
 async fn check_login(
@@ -298,7 +299,7 @@ async fn check_socket(
         .as_ref()
         .map_err(Failure::clone)?
         .client_config()
-        .map_err(|err| fail(err, CA_FILE_HINT))?;
+        .map_err(|err| fail(one_line(&err), CA_FILE_HINT))?;
     let socket = SocketSettings::for_control_plane(&settings.control_plane, token, tls)
         .map_err(|err| fail(err, "check control_plane.url"))?;
     let cancel = CancellationToken::new();

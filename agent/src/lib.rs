@@ -7,14 +7,29 @@
 //! (`control_plane::socketio::connection`, `supervisor`, `session::actor`)
 //! own their state and talk through bounded channels.
 
+//!
+//! The public API has two users, and only they decide what is `pub`:
+//! - the binary (`main.rs`): `app`, `config`, `doctor`, `errors`,
+//!   `logging`, `memory`, `planning`, `probe`, and
+//!   `media::pipeline::runtime_version`;
+//! - the test bed (`tests/` and `agent/tests/`), which drives the real
+//!   clients against its stand-in server: `config::Secret`,
+//!   `control_plane::{rest, tls, socketio::connection}` and
+//!   `media::sdp::mids`.
+//!
+//! Everything else (the session, the supervisor, systemd notification,
+//! DTLS, backoff) is `pub(crate)`.
+
 pub mod app;
 pub mod config;
 pub mod control_plane;
 pub mod doctor;
+pub mod errors;
 pub mod logging;
 pub mod media;
 pub mod memory;
+pub mod planning;
 pub mod probe;
-pub mod session;
-pub mod supervisor;
-pub mod systemd;
+pub(crate) mod session;
+pub(crate) mod supervisor;
+pub(crate) mod systemd;

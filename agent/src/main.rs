@@ -1,5 +1,7 @@
-//! `camera-agent`: parse the command line, set up logging, run a subcommand,
-//! map errors to exit codes. The logic lives in the library.
+//! `camera-agent`: parse the command line, set up logging, run a subcommand.
+//! `run` returns every failure as an error; `report` alone prints it (each
+//! cause once) and maps it to the exit status. The logic lives in the
+//! library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +9,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use camera_agent::app::{self, EXIT_CONFIG};
-use camera_agent::config::Settings;
+use camera_agent::app::{self, RunError};
+use camera_agent::config::{ConfigError, Settings};
+use camera_agent::errors;
 use camera_agent::logging::{self, LogFormat};
+
+/// Exit status for configuration errors (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
 
 const DEFAULT_CONFIG: &str = "/etc/camera-agent/agent.toml";
 
@@ -78,15 +84,6 @@ enum Command {
     },
 }
 
-fn print_error_chain(error: &dyn std::error::Error) {
-    eprintln!("error: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
-        source = cause.source();
-    }
-}
-
 fn version() -> String {
     let gstreamer = gst_version().unwrap_or_else(|| "not found".into());
     format!(
@@ -109,76 +106,95 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if cli.version {
-        println!("{}", version());
-        return ExitCode::SUCCESS;
-    }
-    let Some(command) = cli.command else {
-        eprintln!("error: a subcommand is needed (run, check-config, doctor); see --help");
-        return ExitCode::from(2);
-    };
-    logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
-    match command {
-        Command::CheckConfig(args) => check_config(&args),
-        Command::Probe { json, config } => probe(json, config.as_deref()),
-        Command::Doctor(args) => {
-            let passed = runtime().map(|runtime| {
-                runtime.block_on(camera_agent::doctor::run(
-                    &args.config,
-                    &args.overrides,
-                    &mut std::io::stdout(),
-                ))
-            });
-            match passed {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Run(args) => {
-            let settings = match Settings::load(&args.config, &args.overrides) {
-                Ok(loaded) => loaded.settings,
-                Err(err) => {
-                    print_error_chain(&err);
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            camera_agent::memory::limit_arenas();
-            match runtime().map(|runtime| runtime.block_on(app::run(settings))) {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(err)) => {
-                    print_error_chain(&err);
-                    ExitCode::from(err.exit_code())
-                }
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => report(&err),
     }
 }
 
-fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
-    let settings = match config.map(|path| Settings::load(path, &[])) {
-        Some(Ok(loaded)) => Some(loaded.settings),
-        Some(Err(err)) => {
-            print_error_chain(&err);
-            return ExitCode::from(EXIT_CONFIG);
+/// A command line that names no subcommand.
+#[derive(Debug, thiserror::Error)]
+#[error("a subcommand is needed (run, check-config, doctor); see --help")]
+struct NoSubcommand;
+
+/// The one place an error leaves the program: prints it and each cause
+/// once, then exits with the status its kind calls for.
+fn report(err: &anyhow::Error) -> ExitCode {
+    let mut lines = errors::messages(&**err).into_iter();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in lines {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::from(exit_code(err))
+}
+
+/// The exit status for an error: 78 (sysexits EX_CONFIG) for anything the
+/// configuration must fix, which the systemd unit does not restart on; 2
+/// for a bad command line; 1 otherwise, so systemd restarts and retries.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(run) = cause.downcast_ref::<RunError>() {
+            return match run {
+                // No camera right now is the hardware's state, not the
+                // configuration's: exit 1 so systemd restarts and tries
+                // again (a camera plugged in after boot is then picked up).
+                RunError::Plan(hw::PlanError::NoCamera { .. }) => 1,
+                RunError::Config(_)
+                | RunError::WrongRole { .. }
+                | RunError::Plan(_)
+                | RunError::Tls(_) => EXIT_CONFIG,
+                _ => 1,
+            };
         }
+        if cause.is::<ConfigError>() {
+            return EXIT_CONFIG;
+        }
+        if cause.is::<NoSubcommand>() {
+            return 2;
+        }
+    }
+    1
+}
+
+/// Runs the command line; `Ok` carries the status of a command that ran
+/// (doctor exits 1 when a check failed, having said so itself).
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.version {
+        println!("{}", version());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let command = cli.command.ok_or(NoSubcommand)?;
+    logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
+    match command {
+        Command::CheckConfig(args) => check_config(&args)?,
+        Command::Probe { json, config } => probe(json, config.as_deref())?,
+        Command::Doctor(args) => {
+            let passed = runtime()?.block_on(camera_agent::doctor::run(
+                &args.config,
+                &args.overrides,
+                &mut std::io::stdout(),
+            ));
+            if !passed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Run(args) => {
+            let settings = Settings::load(&args.config, &args.overrides)?.settings;
+            camera_agent::memory::limit_arenas();
+            runtime()?.block_on(app::run(settings))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let settings = match config {
+        Some(path) => Some(Settings::load(path, &[])?.settings),
         None => None,
     };
-    let found = match camera_agent::probe::probe(std::path::Path::new("/")) {
-        Ok(found) => found,
-        Err(err) => {
-            print_error_chain(&err);
-            return ExitCode::FAILURE;
-        }
-    };
+    let found = camera_agent::probe::probe()?;
     // Without a configuration: what `auto` would do at 1280x720@30.
     let (camera, encoder) = match settings {
         Some(settings) => (settings.camera, settings.encoder),
@@ -191,17 +207,11 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
                     framerate: 30,
                 },
             },
-            match camera_agent::config::EncoderConfig::from_raw(&Default::default()) {
-                Ok(defaults) => defaults,
-                // An empty section is valid by construction; kept an error, not a panic.
-                Err(err) => {
-                    print_error_chain(&err);
-                    return ExitCode::FAILURE;
-                }
-            },
+            // An empty section is valid by construction; kept an error, not a panic.
+            camera_agent::config::EncoderConfig::from_raw(&Default::default())?,
         ),
     };
-    let plan = app::plan(&camera, encoder, found.board.family, &found.cameras);
+    let plan = camera_agent::planning::plan(&camera, encoder, found.board.family, &found.cameras);
     if json {
         let plan_json = match &plan {
             Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),
@@ -214,44 +224,31 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
             "encoders": found.encoders,
             "plan": plan_json,
         });
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", found.report(&plan));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-fn check_config(args: &ConfigArgs) -> ExitCode {
-    match Settings::load(&args.config, &args.overrides) {
-        Ok(loaded) => {
-            let files: Vec<String> = loaded
-                .layered
-                .files
-                .iter()
-                .map(|path| path.display().to_string())
-                .collect();
-            println!("# valid; files read: {}", files.join(", "));
-            let mut section = "";
-            for (key, value) in loaded.settings.effective() {
-                let (this_section, name) = key.split_once('.').unwrap_or(("", key));
-                if this_section != section {
-                    println!("\n[{this_section}]");
-                    section = this_section;
-                }
-                let line = format!("{name} = {value}");
-                println!("{line:<48} # {}", loaded.layered.origin(key));
-            }
-            ExitCode::SUCCESS
+fn check_config(args: &ConfigArgs) -> Result<(), ConfigError> {
+    let loaded = Settings::load(&args.config, &args.overrides)?;
+    let files: Vec<String> = loaded
+        .layered
+        .files
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    println!("# valid; files read: {}", files.join(", "));
+    let mut section = "";
+    for (key, value) in loaded.settings.effective() {
+        let (this_section, name) = key.split_once('.').unwrap_or(("", key));
+        if this_section != section {
+            println!("\n[{this_section}]");
+            section = this_section;
         }
-        Err(err) => {
-            print_error_chain(&err);
-            ExitCode::from(EXIT_CONFIG)
-        }
+        let line = format!("{name} = {value}");
+        println!("{line:<48} # {}", loaded.layered.origin(key));
     }
+    Ok(())
 }

@@ -29,12 +29,17 @@ pub struct Probe {
     pub gstreamer: String,
 }
 
-/// Probes this machine (`root` is `/` except in tests).
-pub fn probe(root: &Path) -> Result<Probe, MediaError> {
+/// The board this process runs on.
+pub fn board() -> Board {
+    hw::board::detect(Path::new("/"))
+}
+
+/// Probes this machine.
+pub fn probe() -> Result<Probe, MediaError> {
     init_gstreamer()?;
     let (major, minor, micro, _) = gst::version();
     Ok(Probe {
-        board: hw::board::detect(root),
+        board: board(),
         cameras: cameras(),
         encoders: EncoderKind::ALL
             .into_iter()

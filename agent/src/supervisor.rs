@@ -103,11 +103,7 @@ impl Supervisor {
     ) {
         // The watchdog is fed from this loop, so a stuck supervisor is
         // restarted by systemd rather than kept alive by a free timer.
-        let mut watchdog = tokio::time::interval(
-            self.notifier
-                .watchdog_interval()
-                .unwrap_or(Duration::from_secs(3600)),
-        );
+        let mut watchdog = tokio::time::interval(self.notifier.watchdog_period());
         loop {
             let deadline = self.signaling_deadline;
             tokio::select! {
@@ -197,7 +193,7 @@ impl Supervisor {
             }
             SignalingEvent::Event { name, args } => match parse_inbound(&name, args) {
                 Ok(inbound) => self.route(inbound),
-                Err(err) => warn!(error = %err, "invalid event dropped"),
+                Err(err) => warn!(error = %err, dropped = "invalid", "invalid event dropped"),
             },
         }
     }
@@ -209,7 +205,8 @@ impl Supervisor {
                 if started.camera_id != self.camera_id
                     || !self.sessions.contains_key(&started.session_id)
                 {
-                    warn!(session_id = %started.session_id, "stream:started for a session that is not ours; dropped");
+                    warn!(session_id = %started.session_id, dropped = "not_ours",
+                        "stream:started for a session that is not ours; dropped");
                 } else {
                     debug!(session_id = %started.session_id, "stream started");
                 }
@@ -221,7 +218,8 @@ impl Supervisor {
                     ));
                 }
                 None => {
-                    warn!(session_id = %ended.session_id, "stream:ended for an unknown session; dropped")
+                    warn!(session_id = %ended.session_id, dropped = "unknown_session",
+                        "stream:ended for an unknown session; dropped")
                 }
             },
             Inbound::Signal(signal) => match self.sessions.get(&signal.session_id) {
@@ -231,13 +229,16 @@ impl Supervisor {
                         .try_send(SessionCommand::Signal(signal.body))
                         .is_err()
                     {
-                        warn!(session_id = %signal.session_id, "session busy; signal dropped");
+                        warn!(session_id = %signal.session_id, dropped = "session_busy",
+                            "session busy; signal dropped");
                     }
                 }
                 Some(_) => warn!(session_id = %signal.session_id, from = %signal.from,
+                    dropped = "not_the_client",
                     "signal from a device that is not the session's client; dropped"),
                 None => {
-                    warn!(session_id = %signal.session_id, "signal for an unknown session; dropped")
+                    warn!(session_id = %signal.session_id, dropped = "unknown_session",
+                        "signal for an unknown session; dropped")
                 }
             },
         }
@@ -247,24 +248,23 @@ impl Supervisor {
         let started = Instant::now();
         if request.camera_id != self.camera_id {
             warn!(session_id = %request.session_id, camera_id = %request.camera_id,
-                "stream:requested for another camera; dropped");
+                dropped = "other_camera", "stream:requested for another camera; dropped");
             return;
         }
         if self.sessions.contains_key(&request.session_id) {
-            info!(session_id = %request.session_id, "duplicate stream:requested; already handling it");
+            info!(session_id = %request.session_id, dropped = "duplicate",
+                "duplicate stream:requested; already handling it");
             return;
         }
         info!(session_id = %request.session_id, client_id = %request.client_id, "requested");
         if self.sessions.len() >= self.max_sessions {
             warn!(session_id = %request.session_id, live_sessions = self.sessions.len(),
                 "at capacity; refusing with camera_busy");
-            let rest = self.ctx.rest.clone();
+            let ctx = self.ctx.clone();
             let session_id = request.session_id;
             self.tracker.spawn(async move {
-                let reason = CameraReason::CameraBusy.code();
-                if let Err(err) = rest.end(&session_id, reason).await {
-                    warn!(%session_id, error = %err, "refusing a session over REST failed");
-                }
+                ctx.end_over_rest(&session_id, CameraReason::CameraBusy)
+                    .await;
             });
             return;
         }

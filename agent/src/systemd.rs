@@ -68,4 +68,12 @@ impl Notifier {
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|timeout| timeout / 2)
     }
+
+    /// The period of a loop that feeds the watchdog: its interval, or an
+    /// hour without a watchdog (the ping is then a no-op, and a loop need
+    /// not special-case its absence).
+    pub fn watchdog_period(&self) -> Duration {
+        self.watchdog_interval()
+            .unwrap_or(Duration::from_secs(3600))
+    }
 }

@@ -13,6 +13,14 @@ use serde::Serialize;
 use crate::board::BoardFamily;
 use crate::plan::{CaptureSpec, ElementPlan};
 
+/// What an encoder must be fed: the converter in front of it and the raw
+/// caps that converter must produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderInput {
+    pub converter: &'static str,
+    pub caps: &'static str,
+}
+
 /// An H.264 encoder element the agent can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,9 +109,9 @@ impl EncoderKind {
         !matches!(self, EncoderKind::X264Enc | EncoderKind::OpenH264Enc)
     }
 
-    /// The converter in front of the encoder and the caps it must produce.
-    pub fn input(self) -> (&'static str, &'static str) {
-        match self {
+    /// What the encoder must be fed.
+    pub fn input(self) -> EncoderInput {
+        let (converter, caps) = match self {
             // Jetson's encoder takes frames in NVMM memory from nvvidconv.
             EncoderKind::NvV4l2H264Enc => {
                 ("nvvidconv", "video/x-raw(memory:NVMM),format=(string)NV12")
@@ -114,7 +122,8 @@ impl EncoderKind {
             EncoderKind::V4l2H264Enc | EncoderKind::X264Enc | EncoderKind::OpenH264Enc => {
                 ("videoconvert", "video/x-raw,format=(string)I420")
             }
-        }
+        };
+        EncoderInput { converter, caps }
     }
 
     /// The encoder element with its settings for `capture`.
@@ -388,9 +397,9 @@ mod tests {
         for kind in EncoderKind::ALL {
             assert_eq!(EncoderKind::from_factory(kind.factory()), Some(kind));
             assert!(kind.output_caps(P720).starts_with("video/x-h264"));
-            assert!(kind.input().1.contains("video/x-raw"));
+            assert!(kind.input().caps.contains("video/x-raw"));
         }
         assert_eq!(EncoderKind::from_factory("nvh264enc"), None);
-        assert!(EncoderKind::NvV4l2H264Enc.input().1.contains("NVMM"));
+        assert!(EncoderKind::NvV4l2H264Enc.input().caps.contains("NVMM"));
     }
 }

@@ -14,7 +14,7 @@ pub mod plan;
 
 pub use board::{Board, BoardFamily};
 pub use camera::{Camera, CameraApi, CameraMode, PixelKind};
-pub use encoder::{EncoderChoice, EncoderKind, EncoderSettings};
+pub use encoder::{EncoderChoice, EncoderInput, EncoderKind, EncoderSettings};
 pub use plan::{
     CaptureSpec, ElementPlan, PipelinePlan, PlanError, PlanInput, SourceKind, Step, adapt_caps,
 };

@@ -370,9 +370,9 @@ impl PipelinePlan {
                 capture.height,
                 capture.framerate,
             )));
-            let (converter, input_caps) = kind.input();
-            steps.push(Step::Element(ElementPlan::new(converter)));
-            steps.push(Step::Caps(input_caps.into()));
+            let feed = kind.input();
+            steps.push(Step::Element(ElementPlan::new(feed.converter)));
+            steps.push(Step::Caps(feed.caps.into()));
             steps.push(Step::Element(kind.element(input.settings)));
             steps.push(Step::Caps(kind.output_caps(capture)));
             Some(kind)

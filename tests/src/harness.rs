@@ -105,34 +105,95 @@ fn rand_suffix() -> u64 {
     hasher.finish() % 1_000_000
 }
 
-/// An agent config for tests: the test pattern at the given size.
-pub fn agent_config(
-    url: &str,
-    token_file: &Path,
-    width: u32,
-    height: u32,
-    answer_timeout: &str,
-    extra: &str,
-) -> String {
-    format!(
-        r#"[control_plane]
-url = "{url}"
-token_file = "{}"
-request_timeout = "5s"
-reconnect_max = "2s"
+/// An agent configuration for tests, changed key by key rather than by
+/// editing TOML text: the test pattern at 320x240@30 with quick request
+/// and reconnect timeouts by default.
+///
+/// ```no_run
+/// # use testbed::harness::AgentConfig;
+/// let text = AgentConfig::new("http://10.213.0.1:8080", "/tmp/token".as_ref())
+///     .size(640, 480)
+///     .set("session.max_duration", "8s")
+///     .to_toml();
+/// ```
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Sections in order, each with its keys in order, values as JSON
+    /// (strings, integers, booleans and arrays of them are TOML as well).
+    sections: Vec<(String, Vec<(String, Value)>)>,
+}
 
-[camera]
-source = "test"
-width = {width}
-height = {height}
-framerate = 30
+impl AgentConfig {
+    pub fn new(url: &str, token_file: &Path) -> Self {
+        Self {
+            sections: Vec::new(),
+        }
+        .set("control_plane.url", url)
+        .set("control_plane.token_file", token_file.display().to_string())
+        .set("control_plane.request_timeout", "5s")
+        .set("control_plane.reconnect_max", "2s")
+        .set("camera.source", "test")
+        .size(320, 240)
+        .set("camera.framerate", 30)
+        .set("session.answer_timeout", "15s")
+    }
 
-[session]
-answer_timeout = "{answer_timeout}"
-{extra}
-"#,
-        token_file.display()
-    )
+    /// The capture size.
+    pub fn size(self, width: u32, height: u32) -> Self {
+        self.set("camera.width", width).set("camera.height", height)
+    }
+
+    /// Sets `section.key`, replacing its value if it is set already.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        let (section, name) = key
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{key:?} is not section.key"));
+        let value = value.into();
+        let index = match self.sections.iter().position(|(s, _)| s == section) {
+            Some(index) => index,
+            None => {
+                self.sections.push((section.to_owned(), Vec::new()));
+                self.sections.len() - 1
+            }
+        };
+        let keys = &mut self.sections[index].1;
+        match keys.iter_mut().find(|(k, _)| k == name) {
+            Some((_, old)) => *old = value,
+            None => keys.push((name.to_owned(), value)),
+        }
+        self
+    }
+
+    /// Removes `section.key`, so the agent's default applies.
+    pub fn unset(mut self, key: &str) -> Self {
+        if let Some((section, name)) = key.split_once('.') {
+            for (s, keys) in &mut self.sections {
+                if s == section {
+                    keys.retain(|(k, _)| k != name);
+                }
+            }
+        }
+        self
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut text = String::new();
+        for (section, keys) in &self.sections {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("[{section}]\n"));
+            for (key, value) in keys {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text
+    }
+
+    /// Writes the configuration as `agent.toml` in `scratch`.
+    pub fn write(&self, scratch: &Scratch) -> anyhow::Result<PathBuf> {
+        scratch.write("agent.toml", &self.to_toml())
+    }
 }
 
 /// The agent process with its log lines.
@@ -364,20 +425,20 @@ pub struct Bed {
 
 impl Bed {
     /// Starts the stand-in on the test host, writes the camera's token and
-    /// the config `config(url, token_file)` returns, starts the agent and
-    /// waits (20 s at most) until its socket is connected.
+    /// the default [`AgentConfig`] for them as changed by `config`, starts
+    /// the agent and waits (20 s at most) until its socket is connected.
     pub async fn start(
         name: &str,
         standin: crate::standin::StandInConfig,
         camera: (&str, &str),
-        config: impl FnOnce(&str, &Path) -> String,
+        config: impl FnOnce(AgentConfig) -> AgentConfig,
     ) -> anyhow::Result<Self> {
         let standin = crate::standin::StandIn::start(format!("{TEST_HOST}:0").parse()?, standin)
             .await
             .context("cannot start the stand-in (inside the test network namespace?)")?;
         let scratch = Scratch::new(name)?;
         let token = scratch.token_file(camera.1)?;
-        let config = scratch.write("agent.toml", &config(&standin.url(), &token))?;
+        let config = config(AgentConfig::new(&standin.url(), &token)).write(&scratch)?;
         let agent = AgentProcess::spawn(&config)?;
         let camera_id = camera.0.to_owned();
         if !standin
@@ -394,5 +455,28 @@ impl Bed {
             agent,
             scratch,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_are_set_replaced_and_removed_in_place() {
+        let text = AgentConfig::new("http://h:1", Path::new("/t"))
+            .set("camera.width", 640)
+            .set("session.max_duration", "8s")
+            .set("webrtc.stun_servers", vec!["stun:h:3478"])
+            .unset("control_plane.reconnect_max")
+            .to_toml();
+        assert_eq!(
+            text,
+            "[control_plane]\nurl = \"http://h:1\"\ntoken_file = \"/t\"\n\
+             request_timeout = \"5s\"\n\n\
+             [camera]\nsource = \"test\"\nwidth = 640\nheight = 240\nframerate = 30\n\n\
+             [session]\nanswer_timeout = \"15s\"\nmax_duration = \"8s\"\n\n\
+             [webrtc]\nstun_servers = [\"stun:h:3478\"]\n"
+        );
     }
 }

@@ -29,7 +29,7 @@ async fn hundreds_of_sessions_leave_no_fd_thread_or_unbounded_memory_behind() {
         "churn",
         StandInConfig::pair(CAMERA, CLIENT),
         CAMERA,
-        |url, token| harness::agent_config(url, token, 320, 240, "15s", ""),
+        |config| config,
     )
     .await
     .unwrap();

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use testbed::harness::{self, Scratch};
+use testbed::harness::{self, AgentConfig, Scratch};
 
 fn check_config(path: &Path) -> (Option<i32>, String, String) {
     let output = Command::new(harness::agent_binary().unwrap())
@@ -82,11 +82,8 @@ fn run_refuses_a_token_file_others_can_read_without_printing_it() {
     let scratch = Scratch::new("cli-token").unwrap();
     let token = scratch.token_file("super-secret-token-value").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", ""),
-        )
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .write(&scratch)
         .unwrap();
     let (code, stderr) = run(&config, &[]);
     assert_eq!(code, Some(78), "{stderr}");
@@ -98,11 +95,8 @@ fn run_refuses_a_token_file_others_can_read_without_printing_it() {
 fn simple_streaming_off_is_refused_clearly() {
     let scratch = Scratch::new("cli-legacy").unwrap();
     let token = scratch.token_file("t").unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", ""),
-        )
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .write(&scratch)
         .unwrap();
     let (code, stderr) = run(&config, &[("SIMPLE_STREAMING", "0")]);
     assert_eq!(code, Some(78), "{stderr}");
@@ -111,14 +105,53 @@ fn simple_streaming_off_is_refused_clearly() {
 
 #[test]
 fn help_never_mentions_a_token_value_and_version_works() {
-    let output = Command::new(harness::agent_binary().unwrap())
-        .arg("--help")
-        .output()
+    // A token reachable every way the agent (or a future flag with an
+    // `env` default, whose value clap would print) could find it.
+    const FILE_TOKEN: &str = "help-test-file-token-5a1e9d";
+    const ENV_TOKEN: &str = "help-test-env-token-c07b42";
+    let scratch = Scratch::new("cli-help").unwrap();
+    let token_file = scratch.token_file(FILE_TOKEN).unwrap();
+    std::fs::copy(&token_file, scratch.dir.join("device-token")).unwrap();
+    let config = AgentConfig::new("http://127.0.0.1:9", &token_file)
+        .write(&scratch)
         .unwrap();
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("run"), "{help}");
-    assert!(help.contains("check-config"), "{help}");
+    let config_arg = config.display().to_string();
+    let token_file_arg = token_file.display().to_string();
+    let help_of = |args: &[&str]| {
+        let output = Command::new(harness::agent_binary().unwrap())
+            .args(args)
+            .current_dir(&scratch.dir)
+            .env("CREDENTIALS_DIRECTORY", &scratch.dir)
+            .env("CAMERA_AGENT_CONTROL_PLANE_TOKEN_FILE", &token_file)
+            .env("CAMERA_AGENT_CONTROL_PLANE_TOKEN", ENV_TOKEN)
+            .env("CAMERA_AGENT_TOKEN", ENV_TOKEN)
+            .env("DEVICE_TOKEN", ENV_TOKEN)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mut helps = vec![help_of(&["--help"])];
+    for command in ["run", "check-config", "doctor", "probe"] {
+        helps.push(help_of(&[command, "--help"]));
+    }
+    helps.push(help_of(&[
+        "run",
+        "--config",
+        &config_arg,
+        "--set",
+        &format!("control_plane.token_file={token_file_arg}"),
+        "--help",
+    ]));
+    assert!(helps[0].contains("run"), "{}", helps[0]);
+    assert!(helps[0].contains("check-config"), "{}", helps[0]);
+    for help in &helps {
+        assert!(!help.contains(ENV_TOKEN), "token value in help:\n{help}");
+        assert!(
+            !help.contains(FILE_TOKEN),
+            "token file content in help:\n{help}"
+        );
+    }
     let output = Command::new(harness::agent_binary().unwrap())
         .arg("--version")
         .output()
@@ -219,12 +252,67 @@ fn an_out_of_range_value_from_a_file_names_file_line_and_key() {
 fn no_camera_at_start_exits_1_so_systemd_retries() {
     let scratch = Scratch::new("cli-nocamera").unwrap();
     let token = scratch.token_file("t").unwrap();
-    let text = harness::agent_config("http://127.0.0.1:9", &token, 640, 480, "15s", "")
-        .replace("source = \"test\"", "source = \"auto\"");
-    let config = scratch.write("agent.toml", &text).unwrap();
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .set("camera.source", "auto")
+        .write(&scratch)
+        .unwrap();
     let (code, stderr) = run(&config, &[]);
     // This machine has no camera (probe says so); a device that has one
     // would start and try to log in instead.
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no usable camera"), "{stderr}");
+}
+
+/// The error chain `main` printed: the `error:` line, then each `caused by:`
+/// line, without their prefixes. Fails when a line repeats the one before
+/// it (a cause shown twice) or when there is no error at all.
+fn printed_chain(stderr: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("error: ")
+                .or_else(|| line.strip_prefix("  caused by: "))
+        })
+        .collect();
+    assert!(!lines.is_empty(), "no error printed: {stderr}");
+    for pair in lines.windows(2) {
+        assert!(
+            !pair[0].ends_with(pair[1]),
+            "{:?} repeats the line before it in:\n{stderr}",
+            pair[1]
+        );
+    }
+    lines
+}
+
+#[test]
+fn an_error_chain_shows_each_cause_once() {
+    const NO_FILE: &str = "No such file or directory";
+    let scratch = Scratch::new("cli-chain").unwrap();
+    // A missing config file.
+    let missing = scratch.dir.join("missing.toml");
+    let (code, _, stderr) = check_config(&missing);
+    assert_eq!(code, Some(78), "{stderr}");
+    let chain = printed_chain(&stderr);
+    assert!(chain[0].contains("missing.toml"), "{stderr}");
+    assert_eq!(stderr.matches(NO_FILE).count(), 1, "{stderr}");
+    // A missing CA file: the key and path, then the OS's reason, once.
+    let token = scratch.token_file("t").unwrap();
+    let ca_file = scratch.dir.join("missing-ca.pem");
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .set("control_plane.ca_file", ca_file.display().to_string())
+        .write(&scratch)
+        .unwrap();
+    let (code, stderr) = run(&config, &[]);
+    assert_eq!(code, Some(78), "{stderr}");
+    let chain = printed_chain(&stderr);
+    assert!(
+        chain[0].contains("control_plane.ca_file") && chain[0].contains("missing-ca.pem"),
+        "{stderr}"
+    );
+    assert_eq!(
+        chain.last(),
+        Some(&format!("{NO_FILE} (os error 2)").as_str())
+    );
+    assert_eq!(stderr.matches(NO_FILE).count(), 1, "{stderr}");
 }

@@ -5,20 +5,24 @@
 use std::process::Output;
 use std::time::Duration;
 
-use testbed::harness::{self, Scratch};
+use testbed::harness::{self, AgentConfig, Scratch};
 use testbed::standin::{StandIn, StandInConfig};
 
 const CAMERA: (&str, &str) = ("cam-doctor", "camera-token-doctor");
 const CLIENT: (&str, &str) = ("viewer-doctor", "client-token-doctor");
 
-async fn doctor(url: &str, token: &str, extra_camera: Option<&str>) -> (Output, String) {
+/// Runs `doctor` against `url` with `token`, on the test pattern or, given
+/// a `v4l2_device`, on that V4L2 camera.
+async fn doctor(url: &str, token: &str, v4l2_device: Option<&str>) -> (Output, String) {
     let scratch = Scratch::new("doctor").unwrap();
     let token_file = scratch.token_file(token).unwrap();
-    let mut text = harness::agent_config(url, &token_file, 320, 240, "15s", "");
-    if let Some(camera) = extra_camera {
-        text = text.replace("source = \"test\"", camera);
+    let mut config = AgentConfig::new(url, &token_file);
+    if let Some(device) = v4l2_device {
+        config = config
+            .set("camera.source", "v4l2")
+            .set("camera.device", device);
     }
-    let config = scratch.write("agent.toml", &text).unwrap();
+    let config = config.write(&scratch).unwrap();
     let output = tokio::process::Command::new(harness::agent_binary().unwrap())
         .args(["doctor", "--config"])
         .arg(&config)
@@ -112,12 +116,8 @@ async fn an_unreachable_control_plane_is_pinpointed() {
 #[tokio::test]
 async fn a_missing_camera_is_pinpointed() {
     let standin = standin().await;
-    let (output, stdout) = doctor(
-        &standin.url(),
-        CAMERA.1,
-        Some("source = \"v4l2\"\ndevice = \"/dev/video-doctor-missing\""),
-    )
-    .await;
+    let (output, stdout) =
+        doctor(&standin.url(), CAMERA.1, Some("/dev/video-doctor-missing")).await;
     assert!(!output.status.success(), "{stdout}");
     assert!(
         stdout.contains("[FAIL] camera: /dev/video-doctor-missing does not exist"),

@@ -16,7 +16,11 @@ async fn bed(name: &str, answer_timeout: &str) -> Bed {
         name,
         StandInConfig::pair(CAMERA, CLIENT),
         CAMERA,
-        |url, token| harness::agent_config(url, token, 640, 480, answer_timeout, ""),
+        |config| {
+            config
+                .size(640, 480)
+                .set("session.answer_timeout", answer_timeout)
+        },
     )
     .await
     .unwrap()

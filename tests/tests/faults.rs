@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use testbed::harness::{self, AgentProcess, Bed, Scratch};
+use testbed::harness::{self, AgentConfig, AgentProcess, Bed, Scratch};
 use testbed::standin::{SessionState, StandIn, StandInConfig};
 use testbed::viewer::Viewer;
 use tokio::time::Instant;
@@ -20,21 +20,20 @@ fn config() -> StandInConfig {
     StandInConfig::pair(CAMERA, CLIENT).with_client(CLIENT2.0, CLIENT2.1)
 }
 
-async fn start_agent(scratch: &Scratch, url: &str, token: &str, extra: &str) -> AgentProcess {
+async fn start_agent(scratch: &Scratch, url: &str, token: &str) -> AgentProcess {
     let token_file = scratch.token_file(token).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(url, &token_file, 320, 240, "15s", extra),
-        )
-        .unwrap();
+    let config = AgentConfig::new(url, &token_file).write(scratch).unwrap();
     AgentProcess::spawn(&config).unwrap()
 }
 
-async fn bed(name: &str, extra: &str) -> Bed {
+/// A bed with the default test configuration changed by `settings`
+/// (`section.key`, value).
+async fn bed(name: &str, settings: &[(&str, &str)]) -> Bed {
     harness::require_test_netns();
-    Bed::start(name, config(), CAMERA, |url, token| {
-        harness::agent_config(url, token, 320, 240, "15s", extra)
+    Bed::start(name, config(), CAMERA, |config| {
+        settings
+            .iter()
+            .fold(config, |config, (key, value)| config.set(key, *value))
     })
     .await
     .unwrap()
@@ -56,7 +55,7 @@ fn ended_with(standin: &StandIn, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_restart_while_idle_then_streams_again() {
-    let mut bed = bed("restart-idle", "").await;
+    let mut bed = bed("restart-idle", &[]).await;
     let standin = restart(bed.standin.clone()).await;
     bed.standin = standin;
     assert!(
@@ -77,7 +76,7 @@ async fn control_plane_restart_while_idle_then_streams_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_restart_mid_stream_tears_down_the_forgotten_session() {
-    let mut bed = bed("restart-live", "").await;
+    let mut bed = bed("restart-live", &[]).await;
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let report = viewer
         .watch(CAMERA.0, 10, Duration::from_secs(30))
@@ -108,7 +107,7 @@ async fn control_plane_restart_mid_stream_tears_down_the_forgotten_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_dropped_mid_stream_keeps_video_flowing() {
-    let bed = bed("socket-drop", "").await;
+    let bed = bed("socket-drop", &[]).await;
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let requested = Instant::now();
     let id = viewer.request(CAMERA.0).await.unwrap();
@@ -145,7 +144,7 @@ async fn socket_dropped_mid_stream_keeps_video_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_and_malformed_events_are_dropped_and_a_valid_session_works() {
-    let bed = bed("hostile", "").await;
+    let bed = bed("hostile", &[]).await;
     let s = &bed.standin;
     let huge = "x".repeat(2_000_000);
     let events = [
@@ -196,13 +195,7 @@ async fn hostile_and_malformed_events_are_dropped_and_a_valid_session_works() {
             .agent
             .records()
             .iter()
-            .filter(|record| {
-                record["level"] == "WARN"
-                    && (record["message"] == "invalid event dropped"
-                        || record["message"]
-                            .as_str()
-                            .is_some_and(|m| m.contains("dropped")))
-            })
+            .filter(|record| record["level"] == "WARN" && record["dropped"].is_string())
             .count();
         if warnings >= events.len() {
             break;
@@ -238,22 +231,14 @@ async fn hostile_and_malformed_events_are_dropped_and_a_valid_session_works() {
     .await;
     s.emit_raw(CAMERA.0, "stream:requested", &json!({"sessionId": id, "cameraId": CAMERA.0, "clientId": CLIENT.0, "requestedAt": "2026-11-25T10:00:00Z"}))
         .await;
-    bed.agent
-        .wait_message(
-            "signal from a device that is not the session's client; dropped",
-            Some(&id),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    bed.agent
-        .wait_message(
-            "duplicate stream:requested; already handling it",
-            Some(&id),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    for why in ["not_the_client", "duplicate"] {
+        bed.agent
+            .wait_record(Duration::from_secs(5), |record| {
+                record["dropped"] == why && record["session_id"] == id.as_str()
+            })
+            .await
+            .unwrap();
+    }
     // Neither restarted nor ended the session.
     let playing = bed
         .agent
@@ -284,7 +269,7 @@ async fn a_wrong_token_is_retried_slowly_and_never_printed() {
     .unwrap();
     let scratch = Scratch::new("wrong-token").unwrap();
     let wrong = "wrong-token-0123456789abcdef";
-    let mut agent = start_agent(&scratch, &standin.url(), wrong, "").await;
+    let mut agent = start_agent(&scratch, &standin.url(), wrong).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let (socket_failures, rest_failures) = standin.auth_failures();
     let attempts = socket_failures + rest_failures;
@@ -297,8 +282,11 @@ async fn a_wrong_token_is_retried_slowly_and_never_printed() {
     );
     let output = agent.output().join("\n");
     assert!(
-        output.contains("does not accept this device token"),
-        "{output}"
+        agent
+            .records()
+            .iter()
+            .any(|record| record["level"] == "WARN" && record["refused"] == "device_token"),
+        "the refused token was not reported:\n{output}"
     );
     assert!(!output.contains(wrong), "the token leaked:\n{output}");
     eprintln!("wrong token: {attempts} attempts in 20 s");
@@ -307,7 +295,7 @@ async fn a_wrong_token_is_retried_slowly_and_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_viewer_gets_camera_busy_while_the_first_keeps_streaming() {
-    let bed = bed("busy", "").await;
+    let bed = bed("busy", &[]).await;
     let mut first = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let requested = Instant::now();
     let first_id = first.request(CAMERA.0).await.unwrap();
@@ -356,11 +344,11 @@ async fn a_broken_camera_ends_with_media_error_and_the_agent_stays_up() {
     .unwrap();
     let scratch = Scratch::new("media-error").unwrap();
     let token = scratch.token_file(CAMERA.1).unwrap();
-    let text = harness::agent_config(&standin.url(), &token, 320, 240, "15s", "").replace(
-        "source = \"test\"",
-        "source = \"v4l2\"\ndevice = \"/dev/video-missing-for-test\"",
-    );
-    let config = scratch.write("agent.toml", &text).unwrap();
+    let config = AgentConfig::new(&standin.url(), &token)
+        .set("camera.source", "v4l2")
+        .set("camera.device", "/dev/video-missing-for-test")
+        .write(&scratch)
+        .unwrap();
     let mut agent = AgentProcess::spawn(&config).unwrap();
     assert!(
         standin
@@ -402,7 +390,7 @@ async fn the_agent_starts_with_the_control_plane_down_and_connects_when_it_comes
         .local_addr()
         .unwrap();
     let scratch = Scratch::new("down-at-boot").unwrap();
-    let agent = start_agent(&scratch, &format!("http://{addr}"), CAMERA.1, "").await;
+    let agent = start_agent(&scratch, &format!("http://{addr}"), CAMERA.1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         agent
@@ -431,7 +419,7 @@ async fn the_agent_starts_with_the_control_plane_down_and_connects_when_it_comes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_signaling_stays_down_past_the_grace_is_ended() {
-    let bed = bed("signaling-grace", "signaling_grace = \"2s\"").await;
+    let bed = bed("signaling-grace", &[("session.signaling_grace", "2s")]).await;
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let report = viewer
         .watch(CAMERA.0, 10, Duration::from_secs(30))
@@ -455,7 +443,7 @@ async fn a_session_whose_signaling_stays_down_past_the_grace_is_ended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_duration_ends_a_live_session() {
     // Long enough for the first frame on a loaded machine, short for a test.
-    let bed = bed("max-duration", "max_duration = \"8s\"").await;
+    let bed = bed("max-duration", &[("session.max_duration", "8s")]).await;
     let mut viewer = Viewer::connect(&bed.standin.url(), CLIENT.1).await.unwrap();
     let report = viewer
         .watch(CAMERA.0, 1, Duration::from_secs(8))

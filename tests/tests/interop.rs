@@ -22,7 +22,7 @@ async fn aiortc_viewer_with_ecdsa_only_dtls_decodes_the_stream() {
         "interop",
         StandInConfig::pair(CAMERA, CLIENT),
         CAMERA,
-        |url, token| harness::agent_config(url, token, 640, 480, "15s", ""),
+        |config| config.size(640, 480),
     )
     .await
     .unwrap();
@@ -147,11 +147,9 @@ async fn independent_control_plane_and_viewer_stream_from_the_agent() {
     let mut plane = PythonControlPlane::start(CAMERA, CLIENT).await;
     let scratch = harness::Scratch::new("interop-py").unwrap();
     let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(&plane.url, &token, 640, 480, "15s", ""),
-        )
+    let config = harness::AgentConfig::new(&plane.url, &token)
+        .size(640, 480)
+        .write(&scratch)
         .unwrap();
     let mut agent = harness::AgentProcess::spawn(&config).unwrap();
     plane

@@ -5,7 +5,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use testbed::harness::{self, AgentProcess, Scratch};
+use testbed::harness::{self, AgentConfig, AgentProcess, Scratch};
 use testbed::standin::{StandIn, StandInConfig};
 
 const CAMERA: (&str, &str) = ("cam-systemd", "camera-token-systemd");
@@ -33,12 +33,7 @@ fn collect(
 
 fn spawn_with_notify(scratch: &Scratch, url: &str, socket_path: &std::path::Path) -> AgentProcess {
     let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config(url, &token, 320, 240, "15s", ""),
-        )
-        .unwrap();
+    let config = AgentConfig::new(url, &token).write(scratch).unwrap();
     // SAFETY: the test sets these before spawning and nothing else in this
     // process reads them concurrently.
     unsafe {
@@ -140,11 +135,8 @@ async fn a_camera_offline_at_boot_still_reports_ready_and_keeps_trying() {
 fn journal_records_carry_priority_and_structured_fields() {
     let scratch = Scratch::new("journal").unwrap();
     let token = scratch.token_file(CAMERA.1).unwrap();
-    let config = scratch
-        .write(
-            "agent.toml",
-            &harness::agent_config("http://127.0.0.1:9", &token, 320, 240, "15s", ""),
-        )
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .write(&scratch)
         .unwrap();
     let out = scratch.dir.join("journal.out");
     let receiver = concat!(env!("CARGO_MANIFEST_DIR"), "/journal_receiver.py");

@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("config key `control_plane.ca_file`: cannot read {path}: {source}")]
+    #[error("config key `control_plane.ca_file`: cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -1,7 +1,7 @@
 //! Media: the per-session GStreamer pipeline and the pure helpers around it.
 
 pub mod control;
-pub mod dtls;
+pub(crate) mod dtls;
 pub mod elements;
 pub mod pipeline;
 pub mod runtime;

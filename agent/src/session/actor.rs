@@ -168,7 +168,7 @@ impl Session {
                 Ok(actions) => actions,
                 Err(Rejected::Signal(why)) => {
                     warn!(session_id = %self.id, phase = self.machine.phase().name(),
-                        "viewer signal dropped: {why}");
+                        dropped = why.code(), "viewer signal dropped: {why}");
                     continue;
                 }
                 Err(Rejected::Transition(err)) => {
@@ -226,7 +226,8 @@ impl Session {
             Action::ArmTimer(timer, after) => self.deadlines.arm(timer, Instant::now() + after),
             Action::DisarmTimer(timer) => self.deadlines.disarm(timer),
             Action::DropHeldCandidate(why) => {
-                warn!(session_id = %self.id, "held viewer candidate dropped: {why}");
+                warn!(session_id = %self.id, dropped = why.code(),
+                    "held viewer candidate dropped: {why}");
             }
             Action::RequestStats => {
                 if let Some(media) = &self.media {

@@ -239,6 +239,7 @@ impl Controller {
         self.ladder.target(self.rung)
     }
 
+    #[cfg(test)]
     pub fn last_signal(&self) -> Signal {
         self.last_signal
     }

@@ -40,7 +40,7 @@ use crate::media::stats::{LinkStats, SelectedPair};
 /// comes about every 100 ms).
 pub const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
-pub use super::negotiation::{Dropped, MAX_HELD_REMOTE};
+pub use super::negotiation::Dropped;
 
 /// Why the camera ends a session; the codes are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,6 +373,7 @@ impl Machine {
     }
 
     /// The timers armed now, in order.
+    #[cfg(test)]
     pub fn armed(&self) -> impl Iterator<Item = Timer> + '_ {
         self.armed.iter().copied()
     }

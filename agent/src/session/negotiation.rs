@@ -35,6 +35,19 @@ pub enum Dropped {
     UnknownMline,
 }
 
+impl Dropped {
+    /// The `dropped` field of the log record.
+    pub fn code(self) -> &'static str {
+        match self {
+            Dropped::AnswerBeforeOffer => "answer_before_offer",
+            Dropped::SecondAnswer => "second_answer",
+            Dropped::OfferFromViewer => "offer_from_viewer",
+            Dropped::TooManyEarlyCandidates => "too_many_early_candidates",
+            Dropped::UnknownMline => "unknown_mline",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
     Awaited,

@@ -195,14 +195,14 @@ async fn main() -> anyhow::Result<()> {
         "bench",
         StandInConfig::pair(CAMERA, CLIENT),
         CAMERA,
-        |url, token| {
-            let text = harness::agent_config(url, token, args.width, args.height, "15s", "");
+        |config| {
+            let config = config.size(args.width, args.height);
             if outage_run {
                 // The outage figures are for the shipped reconnect policy (30 s
                 // cap), not the tests' quick one.
-                text.replace("reconnect_max = \"2s\"\n", "")
+                config.unset("control_plane.reconnect_max")
             } else {
-                text
+                config
             }
         },
     )

@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         "demo",
         StandInConfig::pair(CAMERA, CLIENT),
         CAMERA,
-        |url, token| harness::agent_config(url, token, args.width, args.height, "15s", ""),
+        |config| config.size(args.width, args.height),
     )
     .await
     .context("cannot start the demo (run it through scripts/demo.sh)")?;

@@ -6,6 +6,14 @@
 
 use std::time::Duration;
 
+/// First delay after a failed attempt (network down, server error).
+pub const RETRY_BASE: Duration = Duration::from_millis(500);
+/// First delay after the server refused the device token: slower, since a
+/// wrong token does not fix itself quickly and a fleet of them is load.
+pub const AUTH_RETRY_BASE: Duration = Duration::from_secs(5);
+/// Ceiling of the delays after a refused token.
+pub const AUTH_RETRY_MAX: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
@@ -20,6 +28,16 @@ impl Backoff {
             cap: cap.max(base),
             attempt: 0,
         }
+    }
+
+    /// The policy after failed attempts, up to `cap`.
+    pub fn for_failures(cap: Duration) -> Self {
+        Self::new(RETRY_BASE, cap)
+    }
+
+    /// The policy after the server refused the token, up to `cap`.
+    pub fn for_refused_token(cap: Duration) -> Self {
+        Self::new(AUTH_RETRY_BASE, cap)
     }
 
     /// The ceiling for the current attempt, before jitter.

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
+use super::backoff::{AUTH_RETRY_MAX, Backoff};
 use super::codec::{
     EnginePacket, OpenInfo, SocketPacket, decode_engine, decode_socket, encode_engine,
     encode_socket,
@@ -53,7 +53,7 @@ impl SocketSettings {
             token,
             connect_timeout: control_plane.request_timeout,
             reconnect_max: control_plane.reconnect_max,
-            auth_reconnect_max: Duration::from_secs(300),
+            auth_reconnect_max: AUTH_RETRY_MAX,
             tls: Some(tls),
         })
     }
@@ -147,8 +147,8 @@ async fn run(
     mut outbound: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), settings.reconnect_max);
-    let mut auth_backoff = Backoff::new(Duration::from_secs(5), settings.auth_reconnect_max);
+    let mut backoff = Backoff::for_failures(settings.reconnect_max);
+    let mut auth_backoff = Backoff::for_refused_token(settings.auth_reconnect_max);
     let mut ever_connected = false;
     loop {
         let end = connect_once(&settings, &events, &mut outbound, &cancel, ever_connected).await;
@@ -157,6 +157,7 @@ async fn run(
             End::AuthRejected => {
                 warn!(
                     attempt = auth_backoff.attempts() + 1,
+                    refused = "device_token",
                     "control plane refused the device token on the signaling socket; \
                      check control_plane.token_file"
                 );
@@ -190,7 +191,7 @@ async fn run(
                 _ = cancel.cancelled() => return,
                 _ = sleep_until(wake) => break,
                 message = outbound.recv() => match message {
-                    Some(message) => warn!(event = %message.name, "signaling offline; event dropped"),
+                    Some(message) => warn!(event = %message.name, dropped = "offline", "signaling offline; event dropped"),
                     None => return,
                 },
             }
@@ -273,7 +274,9 @@ async fn connect_once(
                 Ok(SocketPacket::Connect { nsp, .. }) if nsp == settings.namespace => break,
                 Ok(SocketPacket::ConnectError { .. }) => return End::AuthRejected,
                 Ok(other) => debug!(?other, "ignoring packet before namespace connect"),
-                Err(err) => warn!(%err, "malformed packet during connect; dropped"),
+                Err(err) => {
+                    warn!(%err, dropped = "malformed", "malformed packet during connect; dropped")
+                }
             },
             Ok(Some(EnginePacket::Close)) => return End::AuthRejected,
             Ok(Some(_)) => {}
@@ -385,13 +388,14 @@ async fn serve(
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(_))) => return Some("server closed the connection".into()),
                     Some(Ok(Message::Binary(_))) => {
-                        warn!("binary frame on the signaling socket; dropped");
+                        warn!(dropped = "binary", "binary frame on the signaling socket; dropped");
                         continue;
                     }
                     Some(Ok(_)) => continue,
                 };
                 if text.len() as u64 > open.max_payload {
-                    warn!(len = text.len(), max_payload = open.max_payload, "oversized frame; dropped");
+                    warn!(len = text.len(), max_payload = open.max_payload, dropped = "oversized",
+                        "oversized frame; dropped");
                     continue;
                 }
                 match decode_engine(&text) {
@@ -419,12 +423,12 @@ async fn serve(
                         Ok(SocketPacket::Disconnect { nsp }) if nsp == settings.namespace => {
                             return Some("server disconnected the namespace".into());
                         }
-                        Ok(other) => warn!(?other, "unexpected Socket.IO packet; dropped"),
-                        Err(err) => warn!(%err, "malformed Socket.IO packet; dropped"),
+                        Ok(other) => warn!(?other, dropped = "unexpected", "unexpected Socket.IO packet; dropped"),
+                        Err(err) => warn!(%err, dropped = "malformed", "malformed Socket.IO packet; dropped"),
                     },
                     Ok(EnginePacket::Noop | EnginePacket::Pong) => {}
-                    Ok(other) => warn!(?other, "unexpected Engine.IO packet; dropped"),
-                    Err(err) => warn!(%err, "malformed Engine.IO packet; dropped"),
+                    Ok(other) => warn!(?other, dropped = "unexpected", "unexpected Engine.IO packet; dropped"),
+                    Err(err) => warn!(%err, dropped = "malformed", "malformed Engine.IO packet; dropped"),
                 }
             }
         }
