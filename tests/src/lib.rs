@@ -3,5 +3,7 @@
 //! real agent binary and measure it.
 
 pub mod harness;
+pub mod netem;
 pub mod standin;
+pub mod turn;
 pub mod viewer;
