@@ -7,3 +7,4 @@ pub mod netem;
 pub mod standin;
 pub mod turn;
 pub mod viewer;
+pub mod viewer_stats;

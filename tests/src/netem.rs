@@ -5,10 +5,16 @@
 //!
 //! The kernel here has no `netem` qdisc (measured facts:
 //! `/work/shared/design/network-testbed-notes.md`), so loss and filters are
-//! nftables rules on the `output` hook -- every packet between two local
-//! addresses is sent exactly once, so one hook covers both directions --
-//! and the bottleneck is HTB with a pfifo child on `lo`, the device that
-//! carries all traffic between the namespace's addresses.
+//! nftables rules and the bottleneck is HTB with a pfifo child on `lo`, the
+//! device that carries all traffic between the namespace's addresses.
+//!
+//! The rules sit on the `input` hook, not `output`: every packet between
+//! two local addresses crosses each hook exactly once, so either covers
+//! both directions, but a drop on `output` fails the sender's `sendmsg`
+//! with EPERM, which no real network does. Measured: with the relay-only
+//! filter on `output`, libnice failed a pair at the first EPERM and coturn
+//! stopped delivering relayed data after it refused a send, so TURN never
+//! connected; on `input` (a silent drop, as on a real path) it did.
 //!
 //! Each condition is an RAII guard: it installs its own nftables table (or
 //! `lo`'s root qdisc) when made and removes it on drop, and its counters can
@@ -225,7 +231,7 @@ impl UdpLoss {
                 r#"counter udp_seen {{}}
 counter udp_dropped {{}}
 chain out {{
-  type filter hook output priority 0; policy accept;
+  type filter hook input priority 0; policy accept;
   meta l4proto udp counter name "udp_seen"
   meta l4proto udp numgen random mod 10000 < {threshold} counter name "udp_dropped" drop
 }}"#
@@ -265,7 +271,7 @@ counter udp_dropped {}
 chain gate {
 }
 chain out {
-  type filter hook output priority 0; policy accept;
+  type filter hook input priority 0; policy accept;
   meta l4proto udp counter name "udp_seen" jump gate
 }"#,
         )?;
@@ -561,7 +567,7 @@ counter turn_udp {{}}
 counter relayed {{}}
 counter udp_dropped {{}}
 chain out {{
-  type filter hook output priority 0; policy accept;
+  type filter hook input priority 0; policy accept;
   meta l4proto udp counter name "udp_seen"
 {turn_rules}  udp sport {low}-{high} udp dport {low}-{high} counter name "relayed" accept
   meta l4proto udp counter name "udp_dropped" drop

@@ -301,6 +301,9 @@ pub struct TurnSession {
     pub peer_sent: Option<u64>,
     /// The server port the client used, logged when the session closes.
     pub local_port: Option<u16>,
+    /// The relay port allocated to this session, from the "Local relay
+    /// addr" line coturn logs just before the session's first line.
+    pub relay_port: Option<u16>,
 }
 
 /// coturn's log, counted.
@@ -315,7 +318,15 @@ pub struct TurnLog {
 impl TurnLog {
     pub fn parse(text: &str) -> Self {
         let mut log = TurnLog::default();
+        let mut relay_port = None;
         for line in text.lines() {
+            if let Some(address) = line.split_once("Local relay addr: ").map(|(_, a)| a) {
+                relay_port = address
+                    .trim()
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse::<u16>().ok());
+                continue;
+            }
             let Some(rest) = line.split_once("session ").map(|(_, rest)| rest) else {
                 continue;
             };
@@ -341,8 +352,11 @@ impl TurnLog {
             {
                 session.username = user.to_string();
             }
-            if event.starts_with("new,") && event.contains("cipher=") {
-                session.tls = true;
+            if event.starts_with("new,") {
+                session.tls |= event.contains("cipher=");
+                if session.relay_port.is_none() {
+                    session.relay_port = relay_port.take();
+                }
             }
             if event.contains("TLS/TCP socket") {
                 session.tls = true;
@@ -434,6 +448,7 @@ mod tests {
         assert_eq!(log.sessions.len(), 2);
         let camera = &log.allocations_of("cam-abc")[0];
         assert!(!camera.tls && !camera.tcp);
+        assert_eq!(camera.relay_port, Some(50996));
         assert_eq!((camera.peer_received, camera.local_port), (None, None));
         let viewer = &log.allocations_of("viewer-x")[0];
         assert!(viewer.tls && viewer.tcp);
