@@ -74,7 +74,10 @@ pub struct TurnUser {
 }
 
 impl TurnUser {
-    fn generate(prefix: &str) -> Self {
+    /// A user `<prefix>-xxxxxx` with a random password; `symbols` adds
+    /// characters that must be percent-encoded in a URL (as in coturn's
+    /// base64 REST credentials).
+    fn generate(prefix: &str, symbols: bool) -> Self {
         let random = |length: usize| -> String {
             rand::rng()
                 .sample_iter(rand::distr::Alphanumeric)
@@ -84,7 +87,11 @@ impl TurnUser {
         };
         Self {
             username: format!("{prefix}-{}", random(6).to_ascii_lowercase()),
-            password: random(24),
+            password: if symbols {
+                format!("{}+/={}", random(12), random(9))
+            } else {
+                random(24)
+            },
         }
     }
 
@@ -126,8 +133,10 @@ impl TurnServer {
         let key_path = scratch.write("key.pem", &key.serialize_pem())?;
         restrict(&key_path)?;
         let log_path = scratch.dir.join("turn.log");
-        let camera = TurnUser::generate("cam");
-        let viewer = TurnUser::generate("viewer");
+        // The camera's password goes through the agent's URL conversion
+        // (agent/src/media/sdp.rs), so it carries characters to escape.
+        let camera = TurnUser::generate("cam", true);
+        let viewer = TurnUser::generate("viewer", false);
         let config = format!(
             "listening-ip={TEST_HOST}\nrelay-ip={TEST_HOST}\n\
              listening-port={TURN_PORT}\ntls-listening-port={TURNS_PORT}\n\
@@ -471,9 +480,10 @@ mod tests {
             TurnTransport::Tcp.webrtcbin_url("u", "p"),
             "turn://u:p@10.213.0.1:3478?transport=tcp"
         );
-        let user = TurnUser::generate("cam");
+        let user = TurnUser::generate("cam", false);
         assert!(user.username.starts_with("cam-"));
         assert_eq!(user.credential().len(), 24);
+        assert!(TurnUser::generate("cam", true).credential().contains("+/="));
         assert!(!format!("{user:?}").contains(user.credential()));
     }
 }

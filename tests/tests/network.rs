@@ -184,6 +184,13 @@ async fn stream_through_turn(transport: TurnTransport) {
             )
         },
     );
+    verdict.check(
+        !bed.agent
+            .output()
+            .iter()
+            .any(|line| line.contains(server.camera_user().credential())),
+        || "the TURN credential is in the agent's log".into(),
+    );
     verdict.finish(|| {
         format!(
             "agent log (last 40 lines):\n{}\ncoturn log:\n{}",
