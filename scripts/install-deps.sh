@@ -18,6 +18,12 @@ apt-get install -y --no-install-recommends \
   mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
   nftables coturn chromium
 
+# The bad-link test bed (tests/src/netem.rs, tests/src/turn.rs): nftables
+# and tc impair the link inside the test namespace, and the tests start
+# their own coturn there. The package's system-wide service is not needed.
+apt-get install -y --no-install-recommends nftables coturn
+systemctl disable --now coturn >/dev/null 2>&1 || true
+
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy
   rustup target add aarch64-unknown-linux-gnu

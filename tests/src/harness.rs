@@ -17,6 +17,20 @@ use tokio::sync::Notify;
 /// `tests/run.sh` makes: only `lo` and the `tnet0`/`tnet1` veth pair.
 /// Media must never leave the machine, and libnice never gathers loopback.
 pub fn require_test_netns() {
+    assert_eq!(
+        netns_interfaces(),
+        ["lo", "tnet0", "tnet1"],
+        "media tests must run inside the test network namespace: use `bash tests/run.sh`"
+    );
+}
+
+/// Whether this process is in the test network namespace (see
+/// [`require_test_netns`]), for code that must refuse rather than panic.
+pub fn in_test_netns() -> bool {
+    netns_interfaces() == ["lo", "tnet0", "tnet1"]
+}
+
+fn netns_interfaces() -> Vec<String> {
     // /proc/self/net follows the process's network namespace; /sys/class/net
     // would show the namespace that mounted sysfs.
     let mut interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
@@ -27,11 +41,7 @@ pub fn require_test_netns() {
         .map(|name| name.trim().to_string())
         .collect();
     interfaces.sort();
-    assert_eq!(
-        interfaces,
-        ["lo", "tnet0", "tnet1"],
-        "media tests must run inside the test network namespace: use `bash tests/run.sh`"
-    );
+    interfaces
 }
 
 /// The address the test namespace gives its hosts.

@@ -3,5 +3,8 @@
 //! real agent binary and measure it.
 
 pub mod harness;
+pub mod netem;
 pub mod standin;
+pub mod turn;
 pub mod viewer;
+pub mod viewer_stats;

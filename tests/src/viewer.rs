@@ -22,6 +22,8 @@ use camera_agent::control_plane::socketio::connection::{
     self, SignalingEvent, SignalingHandle, SocketSettings,
 };
 
+use crate::viewer_stats::{CandidatePair, FrameTimeline};
+
 /// What the viewer saw of one session.
 #[derive(Debug, Clone, Default)]
 pub struct FrameStats {
@@ -37,6 +39,49 @@ pub struct FrameStats {
     pub sps_profile_level_id: Option<String>,
     /// Whether every IDR frame received came with an SPS and PPS before it.
     pub idr_without_sps: u64,
+    /// When each frame was decoded, since the request.
+    pub timeline: FrameTimeline,
+}
+
+/// How the viewer's ICE is set up; the default is a browser with no ICE
+/// servers.
+#[derive(Clone, Default)]
+pub struct ViewerOptions {
+    /// TURN servers in webrtcbin's `add-turn-server` form
+    /// (`turn(s)://user:pass@host:port?transport=udp|tcp`).
+    pub turn_servers: Vec<String>,
+    /// `ice-transport-policy=relay`: only relay candidates, like a browser
+    /// with `iceTransportPolicy: "relay"`.
+    pub relay_only: bool,
+}
+
+impl std::fmt::Debug for ViewerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // TURN URLs carry credentials.
+        f.debug_struct("ViewerOptions")
+            .field("turn_servers", &self.turn_servers.len())
+            .field("relay_only", &self.relay_only)
+            .finish()
+    }
+}
+
+/// The session ended while the viewer played it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// Since the request.
+    pub at: Duration,
+    /// The `stream:ended` payload.
+    pub payload: Value,
+}
+
+/// What [`Viewer::play_for`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct PlayReport {
+    pub stats: FrameStats,
+    /// Set if `stream:ended` came before the time was up.
+    pub ended: Option<Ended>,
+    /// The viewer's selected candidate pair at the end, from `get-stats`.
+    pub selected_pair: Option<CandidatePair>,
 }
 
 /// The `profile-level-id` from an SDP's H.264 fmtp line.
@@ -98,6 +143,9 @@ enum Internal {
 pub struct Viewer {
     base: String,
     token: String,
+    options: ViewerOptions,
+    /// The session being played, frame by frame.
+    progress: Arc<watch::Sender<FrameStats>>,
     http: reqwest::Client,
     signaling: SignalingHandle,
     events: mpsc::Receiver<SignalingEvent>,
@@ -108,6 +156,15 @@ pub struct Viewer {
 impl Viewer {
     /// Connects the viewer's signaling socket and waits until it is in.
     pub async fn connect(base: &str, token: &str) -> anyhow::Result<Self> {
+        Self::connect_with(base, token, ViewerOptions::default()).await
+    }
+
+    /// [`Viewer::connect`] with ICE options (TURN, relay only).
+    pub async fn connect_with(
+        base: &str,
+        token: &str,
+        options: ViewerOptions,
+    ) -> anyhow::Result<Self> {
         gst::init()?;
         // A browser has its DTLS certificate before it calls; make
         // GStreamer's fallback one now, not inside the first answer.
@@ -147,6 +204,8 @@ impl Viewer {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.into(),
+            options,
+            progress: Arc::new(watch::channel(FrameStats::default()).0),
             http: reqwest::Client::new(),
             signaling,
             events,
@@ -228,8 +287,20 @@ impl Viewer {
         }
     }
 
+    /// ICE options for the sessions played from now on.
+    pub fn set_options(&mut self, options: ViewerOptions) {
+        self.options = options;
+    }
+
+    /// The stats of the session being played, updated on every frame: for
+    /// a test that acts while [`Viewer::play_for`] runs.
+    pub fn progress(&self) -> watch::Receiver<FrameStats> {
+        self.progress.subscribe()
+    }
+
     /// Answers the offer of `session_id` and decodes until `frames` frames
-    /// (or, with `None`, until `limit` runs out).
+    /// (or, with `None`, until `limit` runs out). A `stream:ended` before
+    /// that is an error.
     pub async fn play(
         &mut self,
         session_id: &str,
@@ -237,9 +308,37 @@ impl Viewer {
         frames: Option<u64>,
         limit: Duration,
     ) -> anyhow::Result<FrameStats> {
+        self.run(session_id, requested_at, frames, limit, true)
+            .await
+            .map(|report| report.stats)
+    }
+
+    /// Answers the offer of `session_id` and decodes until `duration` after
+    /// the request, or until the session ends; the report says which, with
+    /// every frame's time and the selected candidate pair.
+    pub async fn play_for(
+        &mut self,
+        session_id: &str,
+        requested_at: Instant,
+        duration: Duration,
+    ) -> anyhow::Result<PlayReport> {
+        self.run(session_id, requested_at, None, duration, false)
+            .await
+    }
+
+    async fn run(
+        &mut self,
+        session_id: &str,
+        requested_at: Instant,
+        frames: Option<u64>,
+        limit: Duration,
+        end_is_error: bool,
+    ) -> anyhow::Result<PlayReport> {
         let deadline = requested_at + limit;
-        let (stats_tx, mut stats_rx) = watch::channel(FrameStats::default());
-        let stats_tx = Arc::new(stats_tx);
+        self.progress.send_replace(FrameStats::default());
+        let stats_tx = self.progress.clone();
+        let mut stats_rx = self.progress.subscribe();
+        let mut ended = None;
         let (internal_tx, mut internal_rx) = mpsc::channel::<Internal>(256);
         let pipeline = gst::Pipeline::new();
         // A 20 ms jitter buffer, like a browser on a clean link, instead of
@@ -255,6 +354,14 @@ impl Viewer {
             .property::<gst::glib::Object>("ice-agent")
             .property::<gst::glib::Object>("agent");
         agent.set_property("upnp", false);
+        if self.options.relay_only {
+            webrtcbin.set_property_from_str("ice-transport-policy", "relay");
+        }
+        for url in &self.options.turn_servers {
+            if !webrtcbin.emit_by_name::<bool>("add-turn-server", &[url]) {
+                bail!("webrtcbin refused a TURN server URL");
+            }
+        }
         let mids: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         connect_viewer_signals(
             &pipeline,
@@ -290,7 +397,11 @@ impl Viewer {
                         continue;
                     }
                     match name.as_str() {
-                        "stream:ended" => break Err(anyhow!("stream ended early: {payload}")),
+                        "stream:ended" if end_is_error => break Err(anyhow!("stream ended early: {payload}")),
+                        "stream:ended" => {
+                            ended = Some(Ended { at: requested_at.elapsed(), payload });
+                            break Ok(stats_rx.borrow().clone());
+                        }
                         "webrtc:signal" => match payload["type"].as_str() {
                             Some("offer") => {
                                 let sdp = payload["sdp"].as_str().unwrap_or_default();
@@ -369,8 +480,16 @@ impl Viewer {
                 },
             }
         };
+        let selected_pair = match &result {
+            Ok(_) => selected_pair(&webrtcbin).await,
+            Err(_) => None,
+        };
         drop(guard);
-        result
+        Ok(PlayReport {
+            stats: result?,
+            ended,
+            selected_pair,
+        })
     }
 
     pub async fn close(self) {
@@ -378,6 +497,23 @@ impl Viewer {
         self.tracker.close();
         self.tracker.wait().await;
     }
+}
+
+/// The selected candidate pair from webrtcbin's `get-stats` (1 s at most).
+async fn selected_pair(webrtcbin: &gst::Element) -> Option<CandidatePair> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let _ = tx.send(reply.ok().flatten().map(ToOwned::to_owned));
+    });
+    webrtcbin.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    let stats = tokio::time::timeout(Duration::from_secs(1), rx)
+        .await
+        .ok()?
+        .ok()??;
+    if std::env::var_os("VIEWER_DUMP_STATS").is_some() {
+        eprintln!("viewer stats: {stats}");
+    }
+    crate::viewer_stats::selected_pair(&stats)
 }
 
 fn add_candidate(webrtcbin: &gst::Element, candidate: &Value) {
@@ -497,6 +633,7 @@ fn attach_decoder(
                     .and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok());
                 stats.send_modify(|stats| {
                     stats.frames += 1;
+                    stats.timeline.push(requested_at.elapsed());
                     if let Some(info) = &info {
                         stats.width = info.width();
                         stats.height = info.height();

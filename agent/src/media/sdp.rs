@@ -42,8 +42,40 @@ pub struct IceUrls {
     pub turn: Vec<String>,
 }
 
+/// Percent-encodes all but RFC 3986's unreserved characters, for the
+/// userinfo of a URL that GStreamer unescapes with `g_uri_unescape_*`
+/// (which, unlike form decoding, leaves `+` alone: a space must be `%20`).
 fn percent_encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `host:port?query` of a TURN URL as webrtcbin accepts it: webrtcbin
+/// refuses the whole URL for any query key but `transport`, and for a
+/// transport other than lower-case `udp` or `tcp`. Other keys are dropped
+/// and the transport lower-cased; any other transport value is kept, so
+/// webrtcbin refuses it and the agent warns.
+fn turn_address(rest: &str) -> String {
+    let rest = rest.trim_start_matches("//");
+    let Some((address, query)) = rest.split_once('?') else {
+        return rest.to_string();
+    };
+    let transport = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.eq_ignore_ascii_case("transport")
+            .then(|| value.to_ascii_lowercase())
+    });
+    match transport {
+        Some(transport) => format!("{address}?transport={transport}"),
+        None => address.to_string(),
+    }
 }
 
 /// Converts W3C-style ICE servers (`stun:host:port`, `turn:host:port?transport=udp`
@@ -74,7 +106,7 @@ pub fn ice_urls(
                     "{scheme}://{}:{}@{}",
                     percent_encode(user),
                     percent_encode(credential),
-                    rest.trim_start_matches("//")
+                    turn_address(rest)
                 ));
             }
         }
@@ -152,5 +184,37 @@ mod tests {
         let urls = ice_urls(&[], &["stun:local:1".into()], &[]);
         assert_eq!(urls.stun.as_deref(), Some("stun://local:1"));
         assert_eq!(ice_urls(&[], &[], &[]), IceUrls::default());
+    }
+
+    #[test]
+    fn turn_transports_and_credentials_reach_webrtcbin_intact() {
+        let servers = vec![IceServer {
+            urls: vec![
+                "turn:10.213.0.1:3478?transport=udp".into(),
+                "turn:10.213.0.1:3478?transport=TCP".into(),
+                "turns:10.213.0.1:5349?transport=tcp".into(),
+                "turns:turn.example".into(),
+                "turn:[2001:db8::1]:3478?foo=bar&transport=udp".into(),
+                "turn:turn.example?ttl=86400".into(),
+                "turn:turn.example?transport=tls".into(),
+            ],
+            // A coturn REST-API username, a base64 HMAC and a space.
+            username: Some("1700000000:cam 7".into()),
+            credential: Some("a+b/c=~".into()),
+        }];
+        let user = "1700000000%3Acam%207:a%2Bb%2Fc%3D~";
+        assert_eq!(
+            ice_urls(&servers, &[], &[]).turn,
+            [
+                format!("turn://{user}@10.213.0.1:3478?transport=udp"),
+                format!("turn://{user}@10.213.0.1:3478?transport=tcp"),
+                format!("turns://{user}@10.213.0.1:5349?transport=tcp"),
+                format!("turns://{user}@turn.example"),
+                format!("turn://{user}@[2001:db8::1]:3478?transport=udp"),
+                format!("turn://{user}@turn.example"),
+                // Refused by webrtcbin, so the agent warns.
+                format!("turn://{user}@turn.example?transport=tls"),
+            ]
+        );
     }
 }
