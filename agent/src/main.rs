@@ -179,27 +179,17 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Without a configuration: what `auto` would do at 1280x720@30.
+    // Without a configuration: what `auto` would do with the defaults.
     let (camera, encoder) = match settings {
         Some(settings) => (settings.camera, settings.encoder),
-        None => (
-            camera_agent::config::CameraSettings {
-                source: hw::SourceKind::Auto,
-                capture: hw::CaptureSpec {
-                    width: 1280,
-                    height: 720,
-                    framerate: 30,
-                },
-            },
-            match camera_agent::config::EncoderConfig::from_raw(&Default::default()) {
-                Ok(defaults) => defaults,
-                // An empty section is valid by construction; kept an error, not a panic.
-                Err(err) => {
-                    print_error_chain(&err);
-                    return ExitCode::FAILURE;
-                }
-            },
-        ),
+        None => match camera_agent::config::probe_defaults() {
+            Ok(defaults) => defaults,
+            // Empty sections are valid by construction; kept an error, not a panic.
+            Err(err) => {
+                print_error_chain(&err);
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let plan = app::plan(&camera, encoder, found.board.family, &found.cameras);
     if json {
