@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 mod camera;
 mod control_plane;
+#[cfg(test)]
+mod coverage;
 mod encoder;
 pub mod layers;
 mod schema;
