@@ -132,9 +132,9 @@ fn row(settings: &Settings, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-/// One key's trials: the settings of each value that was accepted and
-/// changed them, with the problems found.
-fn trials(dotted: &str, section: &str, key: &str) -> (Vec<Settings>, Vec<String>) {
+/// One key's trials: each value that was accepted and changed the
+/// settings, with those settings, and the problems found.
+fn trials(dotted: &str, section: &str, key: &str) -> (Vec<(toml::Value, Settings)>, Vec<String>) {
     let base = baseline();
     let mut changed = Vec::new();
     let mut problems = Vec::new();
@@ -146,7 +146,7 @@ fn trials(dotted: &str, section: &str, key: &str) -> (Vec<Settings>, Vec<String>
             Outcome::Refused(err) => problems.push(format!(
                 "{dotted} = {value}: refused without naming it: {err}"
             )),
-            Outcome::Valid(settings) if *settings != base => changed.push(*settings),
+            Outcome::Valid(settings) if *settings != base => changed.push((value, *settings)),
             Outcome::Valid(_) => {}
         }
         typed += 1;
@@ -181,26 +181,24 @@ fn every_key_is_validated() {
 fn every_key_has_an_effective_row_showing_its_value() {
     let base = baseline();
     let mut problems = Vec::new();
-    let mut names = Vec::new();
     for (dotted, section, key) in keys() {
         let name = shown_as(&dotted).to_owned();
         let (changed, _) = trials(&dotted, section, key);
         let before = row(&base, &name);
-        if before.is_none() && changed.iter().all(|s| row(s, &name).is_none()) {
+        if before.is_none() && changed.iter().all(|(_, s)| row(s, &name).is_none()) {
             problems.push(format!("{dotted}: effective() has no row {name}"));
+            continue;
         }
-        for settings in &changed {
+        for (value, settings) in &changed {
             if row(settings, &name) == before {
                 problems.push(format!(
-                    "{dotted}: row {name} shows {before:?} for both {:?} and {:?}",
-                    base, settings
+                    "{dotted} = {value} changes the settings but row {name} still shows {before:?}"
                 ));
             }
         }
-        names.push(dotted);
     }
     for (row_key, _) in base.effective() {
-        if !names.iter().any(|name| name == row_key) {
+        if !keys().iter().any(|(name, _, _)| name == row_key) {
             problems.push(format!("effective() row {row_key} is not a key"));
         }
     }
