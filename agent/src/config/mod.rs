@@ -5,6 +5,14 @@
 //! Keeping the stages apart means a typo is caught by serde with the file's
 //! line and column, and a bad value is caught by [`Settings::from_raw`] with
 //! the key's dotted name, before anything starts.
+//!
+//! Each `[section]` has its own module (`control_plane`, `camera`,
+//! `encoder`, `session`, `webrtc`) holding its raw struct, defaults,
+//! validation and `check-config` rows, each key spelled there only. This
+//! module assembles the sections and keeps what they share: errors,
+//! [`Secret`], the device token, the rollout flag. `schema` lists the keys
+//! from serde's own field names (for `layers` and for the `coverage` test,
+//! which checks every key is validated, shown and documented).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
