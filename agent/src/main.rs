@@ -195,21 +195,11 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
         None => None,
     };
     let found = camera_agent::probe::probe()?;
-    // Without a configuration: what `auto` would do at 1280x720@30.
+    // Without a configuration: what `auto` would do with the defaults.
     let (camera, encoder) = match settings {
         Some(settings) => (settings.camera, settings.encoder),
-        None => (
-            camera_agent::config::CameraSettings {
-                source: hw::SourceKind::Auto,
-                capture: hw::CaptureSpec {
-                    width: 1280,
-                    height: 720,
-                    framerate: 30,
-                },
-            },
-            // An empty section is valid by construction; kept an error, not a panic.
-            camera_agent::config::EncoderConfig::from_raw(&Default::default())?,
-        ),
+        // Empty sections are valid by construction; kept an error, not a panic.
+        None => camera_agent::config::probe_defaults()?,
     };
     let plan = camera_agent::planning::plan(&camera, encoder, found.board.family, &found.cameras);
     if json {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, RawConfig};
+use super::{ConfigError, RawConfig, schema};
 
 /// Where a setting's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +37,6 @@ impl fmt::Display for Origin {
         }
     }
 }
-
-/// The sections environment variables may address, upper-cased.
-const SECTIONS: [&str; 5] = ["control_plane", "camera", "encoder", "session", "webrtc"];
 
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "CAMERA_AGENT_";
@@ -164,15 +161,16 @@ fn check_single(table: &toml::Table, source: &str) -> Result<(), ConfigError> {
         })
 }
 
-/// Maps `CAMERA_AGENT_CAMERA_WIDTH` to (`camera`, `width`).
+/// Maps `CAMERA_AGENT_CAMERA_WIDTH` to (`camera`, `width`); the sections
+/// are [`RawConfig`]'s own.
 fn env_key(var: &str) -> Option<(&'static str, String)> {
     let rest = var.strip_prefix(ENV_PREFIX)?;
-    SECTIONS.iter().find_map(|section| {
+    schema::section_names().into_iter().find_map(|section| {
         let upper = section.to_ascii_uppercase();
         rest.strip_prefix(upper.as_str())
             .and_then(|rest| rest.strip_prefix('_'))
             .filter(|key| !key.is_empty())
-            .map(|key| (*section, key.to_ascii_lowercase()))
+            .map(|key| (section, key.to_ascii_lowercase()))
     })
 }
 

@@ -5,17 +5,36 @@
 //! Keeping the stages apart means a typo is caught by serde with the file's
 //! line and column, and a bad value is caught by [`Settings::from_raw`] with
 //! the key's dotted name, before anything starts.
+//!
+//! Each `[section]` has its own module (`control_plane`, `camera`,
+//! `encoder`, `session`, `webrtc`) holding its raw struct, defaults,
+//! validation and `check-config` rows, each key spelled there only. This
+//! module assembles the sections and keeps what they share: errors,
+//! [`Secret`], the device token, the rollout flag. `schema` lists the keys
+//! from serde's own field names (for `layers` and for the `coverage` test,
+//! which checks every key is validated, shown and documented).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::session::congestion::BitrateLimits;
-use hw::{CaptureSpec, EncoderChoice, EncoderKind, EncoderSettings, SourceKind};
-
+mod camera;
+mod control_plane;
+#[cfg(test)]
+mod coverage;
+mod encoder;
 pub mod layers;
+mod schema;
+mod session;
+mod value;
+mod webrtc;
+
+pub use camera::{CameraSettings, RawCamera};
+pub use control_plane::{ControlPlaneSettings, RawControlPlane};
+pub use encoder::{EncoderConfig, RawEncoder};
+pub use session::{RawSession, SessionSettings};
+pub use webrtc::{RawWebrtc, WebrtcSettings};
 
 use layers::{Layered, Origin};
 
@@ -97,86 +116,6 @@ pub struct RawConfig {
     pub webrtc: RawWebrtc,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawControlPlane {
-    /// http(s) base URL of the control plane; the socket URL is derived.
-    pub url: Option<String>,
-    /// File holding the device's bearer token (mode 0600).
-    pub token_file: Option<PathBuf>,
-    /// Socket.IO request path, default `/socket.io/`.
-    pub socket_path: Option<String>,
-    /// Socket.IO namespace, default `/`.
-    pub namespace: Option<String>,
-    /// Timeout of one REST call, default `10s`.
-    pub request_timeout: Option<String>,
-    /// Upper bound of the reconnect backoff, default `30s`.
-    pub reconnect_max: Option<String>,
-    /// PEM file of extra CA certificates to trust (a private CA).
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCamera {
-    /// `auto` (first usable camera), `v4l2`, `libcamera` or `test`.
-    pub source: Option<String>,
-    /// V4L2 device node; for `libcamera`, libcamera's camera id.
-    pub device: Option<PathBuf>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub framerate: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawEncoder {
-    /// `auto`, `passthrough` (the camera's own H.264) or an element name.
-    pub kind: Option<String>,
-    /// The old name of `max_bitrate_kbps`, still accepted.
-    pub bitrate_kbps: Option<u32>,
-    /// The congestion controller never goes below this.
-    pub min_bitrate_kbps: Option<u32>,
-    /// Where each session starts before the viewer's feedback arrives.
-    pub start_bitrate_kbps: Option<u32>,
-    /// The congestion controller never goes above this.
-    pub max_bitrate_kbps: Option<u32>,
-    /// Frames between keyframes.
-    pub keyframe_interval: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSession {
-    /// No SDP answer by then ends the session with `answer_timeout`.
-    pub answer_timeout: Option<String>,
-    /// Concurrent viewers; requests beyond it are refused with `camera_busy`.
-    pub max_sessions: Option<u32>,
-    /// ICE not connected this long after the answer ends with `ice_failed`.
-    pub ice_timeout: Option<String>,
-    /// ICE disconnected or failed for this long ends with `ice_failed`.
-    pub ice_disconnect_grace: Option<String>,
-    /// No RTCP from the viewer for this long while live: the media path
-    /// is dead, the session ends with `ice_failed`.
-    pub media_timeout: Option<String>,
-    /// Optional cap on a session's length (`max_duration`); unset = none.
-    pub max_duration: Option<String>,
-    /// Signaling down this long ends live sessions (they cannot be ended
-    /// or renegotiated without it).
-    pub signaling_grace: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebrtc {
-    /// STUN servers, `stun:host:port`. Only the first is used by webrtcbin.
-    pub stun_servers: Option<Vec<String>>,
-    /// TURN servers, `turn://user:password@host:port`.
-    pub turn_servers: Option<Vec<String>>,
-    /// Restrict ICE host candidates to these local addresses.
-    pub local_addresses: Option<Vec<String>>,
-}
-
 /// A secret that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -198,58 +137,14 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Validated settings.
-#[derive(Debug, Clone)]
+/// Validated settings, one struct per section.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub control_plane: ControlPlaneSettings,
     pub camera: CameraSettings,
     pub encoder: EncoderConfig,
     pub session: SessionSettings,
     pub webrtc: WebrtcSettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct ControlPlaneSettings {
-    pub url: url::Url,
-    /// `None` when the token comes from a systemd credential only.
-    pub token_file: Option<PathBuf>,
-    pub socket_path: String,
-    pub namespace: String,
-    pub request_timeout: Duration,
-    pub reconnect_max: Duration,
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CameraSettings {
-    pub source: SourceKind,
-    pub capture: CaptureSpec,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct EncoderConfig {
-    pub choice: EncoderChoice,
-    /// The encoder's settings at start (its bitrate is the start bitrate).
-    pub settings: EncoderSettings,
-    pub bitrate: BitrateLimits,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    pub answer_timeout: Duration,
-    pub max_sessions: usize,
-    pub ice_timeout: Duration,
-    pub ice_disconnect_grace: Duration,
-    pub media_timeout: Duration,
-    pub max_duration: Option<Duration>,
-    pub signaling_grace: Duration,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct WebrtcSettings {
-    pub stun_servers: Vec<String>,
-    pub turn_servers: Vec<String>,
-    pub local_addresses: Vec<std::net::IpAddr>,
 }
 
 impl RawConfig {
@@ -270,300 +165,15 @@ impl RawConfig {
     }
 }
 
-fn duration(
-    key: &'static str,
-    value: Option<&str>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    let parsed = humantime::parse_duration(text).map_err(|err| ConfigError::Invalid {
-        key,
-        value: format!("{text:?}"),
-        reason: format!("not a duration like \"15s\" or \"2m\" ({err})"),
-    })?;
-    if parsed.is_zero() {
-        return Err(ConfigError::Invalid {
-            key,
-            value: format!("{text:?}"),
-            reason: "must be greater than zero".into(),
-        });
-    }
-    Ok(parsed)
-}
-
-fn in_range(
-    key: &'static str,
-    value: u32,
-    range: std::ops::RangeInclusive<u32>,
-) -> Result<u32, ConfigError> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::Invalid {
-            key,
-            value: value.to_string(),
-            reason: format!("must be between {} and {}", range.start(), range.end()),
-        })
-    }
-}
-
-/// The controller's bounds: `max_bitrate_kbps` (or its old name
-/// `bitrate_kbps`, not both), then `min` and `start` within it.
-fn bitrate_limits(enc: &RawEncoder) -> Result<BitrateLimits, ConfigError> {
-    let max = match (enc.max_bitrate_kbps, enc.bitrate_kbps) {
-        (Some(_), Some(old)) => {
-            return Err(ConfigError::Invalid {
-                key: "encoder.bitrate_kbps",
-                value: old.to_string(),
-                reason: "is the old name of encoder.max_bitrate_kbps; set only max_bitrate_kbps"
-                    .into(),
-            });
-        }
-        (Some(max), None) => in_range("encoder.max_bitrate_kbps", max, 100..=50_000)?,
-        (None, Some(old)) => in_range("encoder.bitrate_kbps", old, 100..=50_000)?,
-        (None, None) => 2000,
-    };
-    let min = in_range(
-        "encoder.min_bitrate_kbps",
-        enc.min_bitrate_kbps.unwrap_or(150.min(max)),
-        50..=max,
-    )?;
-    let start = in_range(
-        "encoder.start_bitrate_kbps",
-        enc.start_bitrate_kbps.unwrap_or(1000.clamp(min, max)),
-        min..=max,
-    )?;
-    Ok(BitrateLimits {
-        min_kbps: min,
-        start_kbps: start,
-        max_kbps: max,
-    })
-}
-
-/// A dead media path must end the session, a Wi-Fi blip must not: at
-/// least 3 s, at most a minute.
-fn media_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
-    const KEY: &str = "session.media_timeout";
-    let timeout = duration(KEY, value, Duration::from_secs(10))?;
-    if !(Duration::from_secs(3)..=Duration::from_secs(60)).contains(&timeout) {
-        return Err(ConfigError::Invalid {
-            key: KEY,
-            value: format!("{:?}", value.unwrap_or_default()),
-            reason: "must be between 3s and 60s".into(),
-        });
-    }
-    Ok(timeout)
-}
-
-impl EncoderConfig {
-    /// Validates the `[encoder]` section; an empty one gives the defaults
-    /// (what `probe` plans with when there is no configuration).
-    pub fn from_raw(enc: &RawEncoder) -> Result<Self, ConfigError> {
-        let choice = match enc.kind.as_deref().unwrap_or("auto") {
-            "auto" => EncoderChoice::Auto,
-            "passthrough" => EncoderChoice::Passthrough,
-            name => EncoderChoice::Only(EncoderKind::from_factory(name).ok_or_else(|| {
-                ConfigError::Invalid {
-                    key: "encoder.kind",
-                    value: format!("{name:?}"),
-                    reason: format!(
-                        "must be \"auto\", \"passthrough\" or one of {}",
-                        EncoderKind::ALL.map(|kind| kind.factory()).join(", ")
-                    ),
-                }
-            })?),
-        };
-        let bitrate = bitrate_limits(enc)?;
-        Ok(EncoderConfig {
-            choice,
-            settings: EncoderSettings {
-                bitrate_kbps: bitrate.start_kbps,
-                keyframe_interval: in_range(
-                    "encoder.keyframe_interval",
-                    enc.keyframe_interval.unwrap_or(60),
-                    1..=600,
-                )?,
-            },
-            bitrate,
-        })
-    }
-}
-
 impl Settings {
     /// Validates the raw file into settings.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
-        let cp = raw.control_plane;
-        let url_text = cp.url.ok_or(ConfigError::Missing {
-            key: "control_plane.url",
-        })?;
-        let url = url::Url::parse(&url_text).map_err(|err| ConfigError::Invalid {
-            key: "control_plane.url",
-            value: format!("{url_text:?}"),
-            reason: format!("not a URL ({err})"),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(ConfigError::Invalid {
-                key: "control_plane.url",
-                value: format!("{url_text:?}"),
-                reason: "must be an http:// or https:// URL with a host".into(),
-            });
-        }
-        let token_file = cp.token_file;
-        let socket_path = cp.socket_path.unwrap_or_else(|| "/socket.io/".into());
-        if !socket_path.starts_with('/') {
-            return Err(ConfigError::Invalid {
-                key: "control_plane.socket_path",
-                value: format!("{socket_path:?}"),
-                reason: "must start with '/'".into(),
-            });
-        }
-        let namespace = cp.namespace.unwrap_or_else(|| "/".into());
-        if !namespace.starts_with('/') || namespace.contains(',') {
-            return Err(ConfigError::Invalid {
-                key: "control_plane.namespace",
-                value: format!("{namespace:?}"),
-                reason: "must start with '/' and contain no ','".into(),
-            });
-        }
-        let control_plane = ControlPlaneSettings {
-            url,
-            token_file,
-            socket_path,
-            namespace,
-            request_timeout: duration(
-                "control_plane.request_timeout",
-                cp.request_timeout.as_deref(),
-                Duration::from_secs(10),
-            )?,
-            reconnect_max: duration(
-                "control_plane.reconnect_max",
-                cp.reconnect_max.as_deref(),
-                Duration::from_secs(30),
-            )?,
-            ca_file: cp.ca_file,
-        };
-
-        let cam = raw.camera;
-        let source = match cam.source.as_deref().unwrap_or("v4l2") {
-            "test" => SourceKind::Test,
-            "auto" => SourceKind::Auto,
-            "v4l2" => SourceKind::V4l2 {
-                device: cam.device.unwrap_or_else(|| "/dev/video0".into()),
-            },
-            // For libcamera, `device` is libcamera's camera id (optional).
-            "libcamera" => SourceKind::Libcamera {
-                camera: cam.device.map(|id| id.display().to_string()),
-            },
-            other => {
-                return Err(ConfigError::Invalid {
-                    key: "camera.source",
-                    value: format!("{other:?}"),
-                    reason: "must be \"auto\", \"v4l2\", \"libcamera\" or \"test\"".into(),
-                });
-            }
-        };
-        let width = in_range("camera.width", cam.width.unwrap_or(1280), 16..=7680)?;
-        let height = in_range("camera.height", cam.height.unwrap_or(720), 16..=4320)?;
-        for (key, value) in [("camera.width", width), ("camera.height", height)] {
-            if !value.is_multiple_of(2) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    value: value.to_string(),
-                    reason: "must be even (H.264 4:2:0)".into(),
-                });
-            }
-        }
-        let camera = CameraSettings {
-            source,
-            capture: CaptureSpec {
-                width,
-                height,
-                framerate: in_range("camera.framerate", cam.framerate.unwrap_or(30), 1..=120)?,
-            },
-        };
-
-        let encoder = EncoderConfig::from_raw(&raw.encoder)?;
-
-        let ses = raw.session;
-        let session = SessionSettings {
-            answer_timeout: duration(
-                "session.answer_timeout",
-                ses.answer_timeout.as_deref(),
-                Duration::from_secs(15),
-            )?,
-            max_sessions: in_range(
-                "session.max_sessions",
-                ses.max_sessions.unwrap_or(1),
-                1..=16,
-            )? as usize,
-            ice_timeout: duration(
-                "session.ice_timeout",
-                ses.ice_timeout.as_deref(),
-                Duration::from_secs(20),
-            )?,
-            ice_disconnect_grace: duration(
-                "session.ice_disconnect_grace",
-                ses.ice_disconnect_grace.as_deref(),
-                Duration::from_secs(10),
-            )?,
-            media_timeout: media_timeout(ses.media_timeout.as_deref())?,
-            max_duration: match ses.max_duration.as_deref() {
-                None => None,
-                Some(text) => Some(duration(
-                    "session.max_duration",
-                    Some(text),
-                    Duration::ZERO,
-                )?),
-            },
-            signaling_grace: duration(
-                "session.signaling_grace",
-                ses.signaling_grace.as_deref(),
-                Duration::from_secs(30),
-            )?,
-        };
-
-        let rtc = raw.webrtc;
-        let stun_servers = rtc.stun_servers.unwrap_or_default();
-        for server in &stun_servers {
-            if !(server.starts_with("stun:") || server.starts_with("stun://")) {
-                return Err(ConfigError::Invalid {
-                    key: "webrtc.stun_servers",
-                    value: format!("{server:?}"),
-                    reason: "must start with stun:".into(),
-                });
-            }
-        }
-        let turn_servers = rtc.turn_servers.unwrap_or_default();
-        for server in &turn_servers {
-            if !(server.starts_with("turn://") || server.starts_with("turns://")) {
-                return Err(ConfigError::Invalid {
-                    key: "webrtc.turn_servers",
-                    value: "<redacted: may hold credentials>".into(),
-                    reason: "must be turn://user:password@host:port or turns://...".into(),
-                });
-            }
-        }
-        let mut local_addresses = Vec::new();
-        for address in rtc.local_addresses.unwrap_or_default() {
-            local_addresses.push(address.parse().map_err(|_| ConfigError::Invalid {
-                key: "webrtc.local_addresses",
-                value: format!("{address:?}"),
-                reason: "not an IP address".into(),
-            })?);
-        }
-
         Ok(Self {
-            control_plane,
-            camera,
-            encoder,
-            session,
-            webrtc: WebrtcSettings {
-                stun_servers,
-                turn_servers,
-                local_addresses,
-            },
+            control_plane: ControlPlaneSettings::from_raw(&raw.control_plane)?,
+            camera: CameraSettings::from_raw(&raw.camera)?,
+            encoder: EncoderConfig::from_raw(&raw.encoder)?,
+            session: SessionSettings::from_raw(&raw.session)?,
+            webrtc: WebrtcSettings::from_raw(&raw.webrtc)?,
         })
     }
 
@@ -625,132 +235,27 @@ impl Settings {
     /// Every setting as `(section.key, TOML value)`, defaults included, for
     /// `check-config`. TURN URLs may carry credentials and are redacted.
     pub fn effective(&self) -> Vec<(&'static str, String)> {
-        fn quoted(text: &str) -> String {
-            toml::Value::String(text.to_owned()).to_string()
-        }
-        fn duration(value: Duration) -> String {
-            quoted(&humantime::format_duration(value).to_string())
-        }
-        fn list(items: impl Iterator<Item = String>) -> String {
-            format!("[{}]", items.collect::<Vec<_>>().join(", "))
-        }
-        let cp = &self.control_plane;
-        let (source, device) = match &self.camera.source {
-            SourceKind::Test => ("test", None),
-            SourceKind::Auto => ("auto", None),
-            SourceKind::V4l2 { device } => ("v4l2", Some(device.display().to_string())),
-            SourceKind::Libcamera { camera } => ("libcamera", camera.clone()),
-        };
-        let mut entries = vec![
-            ("control_plane.url", quoted(cp.url.as_str())),
-            (
-                "control_plane.token_file",
-                cp.token_file
-                    .as_ref()
-                    .map(|path| quoted(&path.display().to_string()))
-                    .unwrap_or_else(|| "(unset: systemd credential)".into()),
-            ),
-            ("control_plane.socket_path", quoted(&cp.socket_path)),
-            ("control_plane.namespace", quoted(&cp.namespace)),
-            (
-                "control_plane.request_timeout",
-                duration(cp.request_timeout),
-            ),
-            ("control_plane.reconnect_max", duration(cp.reconnect_max)),
-            (
-                "control_plane.ca_file",
-                cp.ca_file
-                    .as_ref()
-                    .map(|path| quoted(&path.display().to_string()))
-                    .unwrap_or_else(|| "(none: public roots only)".into()),
-            ),
-            ("camera.source", quoted(source)),
-        ];
-        if let Some(device) = device {
-            entries.push(("camera.device", quoted(&device)));
-        }
-        let capture = self.camera.capture;
-        entries.extend([
-            ("camera.width", capture.width.to_string()),
-            ("camera.height", capture.height.to_string()),
-            ("camera.framerate", capture.framerate.to_string()),
-            (
-                "encoder.kind",
-                quoted(match self.encoder.choice {
-                    EncoderChoice::Auto => "auto",
-                    EncoderChoice::Passthrough => "passthrough",
-                    EncoderChoice::Only(kind) => kind.factory(),
-                }),
-            ),
-            (
-                "encoder.min_bitrate_kbps",
-                self.encoder.bitrate.min_kbps.to_string(),
-            ),
-            (
-                "encoder.start_bitrate_kbps",
-                self.encoder.bitrate.start_kbps.to_string(),
-            ),
-            (
-                "encoder.max_bitrate_kbps",
-                self.encoder.bitrate.max_kbps.to_string(),
-            ),
-            (
-                "encoder.keyframe_interval",
-                self.encoder.settings.keyframe_interval.to_string(),
-            ),
-            (
-                "session.answer_timeout",
-                duration(self.session.answer_timeout),
-            ),
-            (
-                "session.max_sessions",
-                self.session.max_sessions.to_string(),
-            ),
-            ("session.ice_timeout", duration(self.session.ice_timeout)),
-            (
-                "session.ice_disconnect_grace",
-                duration(self.session.ice_disconnect_grace),
-            ),
-            (
-                "session.media_timeout",
-                duration(self.session.media_timeout),
-            ),
-            (
-                "session.max_duration",
-                self.session
-                    .max_duration
-                    .map(duration)
-                    .unwrap_or_else(|| "(none)".into()),
-            ),
-            (
-                "session.signaling_grace",
-                duration(self.session.signaling_grace),
-            ),
-            (
-                "webrtc.stun_servers",
-                list(self.webrtc.stun_servers.iter().map(|url| quoted(url))),
-            ),
-            (
-                "webrtc.turn_servers",
-                list(
-                    self.webrtc
-                        .turn_servers
-                        .iter()
-                        .map(|_| quoted("<redacted>")),
-                ),
-            ),
-            (
-                "webrtc.local_addresses",
-                list(
-                    self.webrtc
-                        .local_addresses
-                        .iter()
-                        .map(|address| quoted(&address.to_string())),
-                ),
-            ),
-        ]);
-        entries
+        let mut rows = self.control_plane.effective();
+        rows.extend(self.camera.effective());
+        rows.extend(self.encoder.effective());
+        rows.extend(self.session.effective());
+        rows.extend(self.webrtc.effective());
+        rows
     }
+}
+
+/// What `probe` plans with when there is no configuration: the first
+/// usable camera (`source = "auto"`), every other `[camera]` and
+/// `[encoder]` key at its default.
+pub fn probe_defaults() -> Result<(CameraSettings, EncoderConfig), ConfigError> {
+    let camera = RawCamera {
+        source: Some("auto".into()),
+        ..RawCamera::default()
+    };
+    Ok((
+        CameraSettings::from_raw(&camera)?,
+        EncoderConfig::from_raw(&RawEncoder::default())?,
+    ))
 }
 
 /// Validated settings with the layers they came from.
@@ -810,6 +315,8 @@ pub fn read_token(path: &Path) -> Result<Secret, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hw::{EncoderChoice, SourceKind};
+    use std::time::Duration;
 
     fn settings(text: &str) -> Result<Settings, ConfigError> {
         Settings::from_raw(RawConfig::parse(text, Path::new("agent.toml"))?)
@@ -928,33 +435,6 @@ mod tests {
             let err = settings(&format!("{MINIMAL}\n{extra}\n")).unwrap_err();
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
-    }
-
-    #[test]
-    fn bitrate_bounds_default_within_max_and_accept_the_old_key() {
-        let defaults = settings(MINIMAL).unwrap().encoder.bitrate;
-        assert_eq!(
-            (defaults.min_kbps, defaults.start_kbps, defaults.max_kbps),
-            (150, 1000, 2000)
-        );
-        let old = settings(&format!("{MINIMAL}\n[encoder]\nbitrate_kbps = 600\n"))
-            .unwrap()
-            .encoder;
-        assert_eq!((old.bitrate.start_kbps, old.bitrate.max_kbps), (600, 600));
-        assert_eq!(
-            old.settings.bitrate_kbps, 600,
-            "the encoder starts at start"
-        );
-        let tight = settings(&format!(
-            "{MINIMAL}\n[encoder]\nmin_bitrate_kbps = 300\nmax_bitrate_kbps = 800\nstart_bitrate_kbps = 400\n"
-        ))
-        .unwrap()
-        .encoder
-        .bitrate;
-        assert_eq!(
-            (tight.min_kbps, tight.start_kbps, tight.max_kbps),
-            (300, 400, 800)
-        );
     }
 
     #[test]
