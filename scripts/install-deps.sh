@@ -2,7 +2,8 @@
 # Installs the system packages camera-agent builds and tests with on Debian 12
 # (GStreamer 1.22 with the WebRTC, x264, OpenH264 and libav plugins), the Rust
 # components CI checks with, and the Python packages of the independent
-# aiortc viewer. Run as root.
+# aiortc viewer, and Chromium plus the npm package (socket.io-client) of the
+# browser viewer page. Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -13,6 +14,7 @@ apt-get install -y --no-install-recommends \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
   python3 python3-pip \
+  chromium nodejs npm \
   systemd dpkg-dev lintian file \
   mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
@@ -29,3 +31,7 @@ if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-package
 fi
 python3 -m pip install --quiet --root-user-action=ignore "${pip_flags[@]}" \
   -r "$(dirname "$0")/../tests/requirements.txt"
+
+# The browser viewer page's one dependency, exactly as locked; the stand-in
+# serves it from tests/viewer/node_modules.
+npm ci --prefix "$(dirname "$0")/../tests/viewer" --no-audit --no-fund
