@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::chromium::{Chromium, Page};
+use crate::chromium::{Chromium, LaunchOptions, Page};
 
 /// `window.cameraViewer.stats()`: what the user sees, from the page's
 /// `getStats` (refreshed on every call). Raw getStats names keep their
@@ -90,8 +90,12 @@ impl BrowserViewer {
     /// [`crate::viewer_page::viewer_url`]); returns once the page's
     /// signaling socket is connected.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_with(url, LaunchOptions::default()).await
+    }
+
+    pub async fn open_with(url: &str, options: LaunchOptions) -> anyhow::Result<Self> {
         crate::viewer_page::check_installed()?;
-        let chromium = Chromium::launch().await?;
+        let chromium = Chromium::launch_with(options).await?;
         let page = chromium.open(url).await?;
         let viewer = Self { page, chromium };
         viewer

@@ -76,6 +76,10 @@ pub struct LaunchOptions {
     pub extra_args: Vec<String>,
     /// Time allowed for the DevTools endpoint to come up.
     pub startup_timeout: Duration,
+    /// Host patterns the browser may resolve (globs; they match IP
+    /// literals too): every other name fails without a DNS query. Default:
+    /// `localhost`, `127.*` and `10.*` (the test namespace's addresses).
+    pub resolvable: Vec<String>,
 }
 
 impl Default for LaunchOptions {
@@ -94,6 +98,7 @@ impl Default for LaunchOptions {
             window: (1280, 800),
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(30),
+            resolvable: ["localhost", "127.*", "10.*"].map(String::from).to_vec(),
         }
     }
 }
@@ -101,7 +106,7 @@ impl Default for LaunchOptions {
 /// The flags every launch uses: headless, WebRTC on test addresses with
 /// real IPs in candidates, autoplay without a gesture, and every feature
 /// that would phone home switched off.
-pub fn base_flags(user_data_dir: &Path, window: (u32, u32)) -> Vec<String> {
+pub fn base_flags(options: &LaunchOptions, user_data_dir: &Path) -> Vec<String> {
     let mut flags: Vec<String> = [
         "--headless=new",
         "--no-sandbox",
@@ -143,8 +148,21 @@ pub fn base_flags(user_data_dir: &Path, window: (u32, u32)) -> Vec<String> {
     .iter()
     .map(|flag| flag.to_string())
     .collect();
+    // Even with all of the above, Chromium 156 still looks up
+    // accounts.google.com and update.googleapis.com at start-up (seen as
+    // DNS queries in the test namespace). Nothing resolves but the allowed
+    // patterns, so nothing is ever sent elsewhere.
+    let mut rules = String::from("--host-resolver-rules=MAP * ~NOTFOUND");
+    for pattern in &options.resolvable {
+        rules.push_str(", EXCLUDE ");
+        rules.push_str(pattern);
+    }
+    flags.push(rules);
     flags.push(format!("--user-data-dir={}", user_data_dir.display()));
-    flags.push(format!("--window-size={},{}", window.0, window.1));
+    flags.push(format!(
+        "--window-size={},{}",
+        options.window.0, options.window.1
+    ));
     flags
 }
 
@@ -176,7 +194,7 @@ impl Chromium {
         std::fs::create_dir_all(&profile).map_err(ChromiumError::Spawn)?;
         let mut command = Command::new(&options.binary);
         command
-            .args(base_flags(&profile, options.window))
+            .args(base_flags(&options, &profile))
             .args(&options.extra_args)
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -416,7 +434,11 @@ mod tests {
 
     #[test]
     fn one_disable_features_list_keeps_mdns_off() {
-        let flags = base_flags(Path::new("/tmp/x"), (800, 600));
+        let options = LaunchOptions {
+            window: (800, 600),
+            ..LaunchOptions::default()
+        };
+        let flags = base_flags(&options, Path::new("/tmp/x"));
         let lists: Vec<&String> = flags
             .iter()
             .filter(|flag| flag.starts_with("--disable-features="))
@@ -426,6 +448,10 @@ mod tests {
         assert!(!lists[0].contains(' '), "{}", lists[0]);
         assert!(flags.contains(&"--user-data-dir=/tmp/x".to_string()));
         assert!(flags.contains(&"--window-size=800,600".to_string()));
+        assert!(flags.contains(
+            &"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.*, EXCLUDE 10.*"
+                .to_string()
+        ));
     }
 
     #[tokio::test]
