@@ -20,13 +20,20 @@ pub struct ViewerStats {
     /// `idle`, `connecting`, `active` (a frame was decoded) or `ended`.
     pub state: String,
     pub session_id: Option<String>,
+    /// The `inbound-rtp` report's timestamp (ms since the epoch, as
+    /// getStats gives it), to compute rates between two snapshots.
+    pub timestamp_ms: Option<f64>,
     pub frames_decoded: u64,
+    pub frames_received: Option<u64>,
     /// Over the last ~1 s, from `framesDecoded` deltas.
     pub frames_per_second: Option<f64>,
     pub frame_width: Option<u32>,
     pub frame_height: Option<u32>,
     pub freeze_count: Option<u64>,
     pub total_freezes_duration: Option<f64>,
+    /// Gaps of 5 s or more without a frame (seconds for the total).
+    pub pause_count: Option<u64>,
+    pub total_pauses_duration: Option<f64>,
     pub nack_count: Option<u64>,
     pub pli_count: Option<u64>,
     pub fir_count: Option<u64>,

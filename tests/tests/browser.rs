@@ -195,7 +195,7 @@ async fn page_rect(viewer: &BrowserViewer) -> testbed::chromium::Rect {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_cleans_up_when_the_camera_ends_and_ends_the_session_when_closed() {
+async fn the_page_ends_sessions_on_close_on_a_codec_it_lacks_and_on_stream_ended() {
     let mut bed = bed("browser-ends").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = harness::proc_counts(bed.agent.pid()).unwrap();
@@ -213,6 +213,34 @@ async fn the_page_cleans_up_when_the_camera_ends_and_ends_the_session_when_close
     harness::wait_counts(bed.agent.pid(), idle, Duration::from_secs(10))
         .await
         .unwrap();
+
+    // A browser that cannot receive H.264 (Firefox without its OpenH264
+    // plugin answers the video m-line with port 0): the page ends the
+    // session at once with a reason, instead of waiting for media.
+    let viewer = open(&bed).await;
+    viewer
+        .page()
+        .eval(
+            "(() => { const create = RTCPeerConnection.prototype.createAnswer; \
+             RTCPeerConnection.prototype.createAnswer = async function () { \
+             const answer = await create.apply(this, arguments); \
+             return {type: answer.type, sdp: answer.sdp.replace(/^m=video \\d+/m, 'm=video 0')}; }; })()",
+        )
+        .await
+        .unwrap();
+    viewer.watch().await.unwrap();
+    let last = viewer
+        .wait_state("ended", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(last.end_reason.as_deref(), Some("h264_unsupported"));
+    let session = ended(&bed, last.session_id.as_deref().unwrap()).await;
+    assert_eq!(session.ended_by.as_deref(), Some(CLIENT.0));
+    assert_eq!(session.end_reason.as_deref(), Some("h264_unsupported"));
+    harness::wait_counts(bed.agent.pid(), idle, Duration::from_secs(10))
+        .await
+        .unwrap();
+    viewer.close().await;
 
     // stream:ended from the camera (SIGTERM): the page ends with its reason
     // and closes its peer connection.

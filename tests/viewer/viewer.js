@@ -92,12 +92,16 @@
 
   function emptySnapshot() {
     return {
+      timestampMs: null,
       framesDecoded: 0,
+      framesReceived: null,
       framesPerSecond: null,
       frameWidth: null,
       frameHeight: null,
       freezeCount: null,
       totalFreezesDuration: null,
+      pauseCount: null,
+      totalPausesDuration: null,
       nackCount: null,
       pliCount: null,
       firCount: null,
@@ -238,8 +242,12 @@
       if (s.endOfCandidates) await addRemoteCandidate(s, null);
       const answer = await s.pc.createAnswer();
       if (s.closed) return;
-      if (!/a=rtpmap:\d+ H264\//i.test(answer.sdp)) {
-        say('warning: the answer has no H.264');
+      // A browser without H.264 rejects the video m-line (port 0), as
+      // Firefox does when its OpenH264 plugin was never downloaded: end at
+      // once with a reason rather than wait for media that cannot come.
+      if (!/^m=video [1-9]/m.test(answer.sdp) || !/^a=rtpmap:\d+ H264\//im.test(answer.sdp)) {
+        fail(s, 'h264_unsupported', new Error('this browser cannot receive H.264'));
+        return;
       }
       await s.pc.setLocalDescription(answer);
       if (s.closed) return;
@@ -514,11 +522,15 @@
     const snap = emptySnapshot();
     const num = (value) => (typeof value === 'number' ? value : null);
     if (inbound) {
+      snap.timestampMs = num(inbound.timestamp);
       snap.framesDecoded = num(inbound.framesDecoded) || 0;
+      snap.framesReceived = num(inbound.framesReceived);
       snap.frameWidth = num(inbound.frameWidth);
       snap.frameHeight = num(inbound.frameHeight);
       snap.freezeCount = num(inbound.freezeCount);
       snap.totalFreezesDuration = num(inbound.totalFreezesDuration);
+      snap.pauseCount = num(inbound.pauseCount);
+      snap.totalPausesDuration = num(inbound.totalPausesDuration);
       snap.nackCount = num(inbound.nackCount);
       snap.pliCount = num(inbound.pliCount);
       snap.firCount = num(inbound.firCount);
