@@ -73,6 +73,7 @@
       pc: null,
       t0: 0, // performance.now() just before POST /streams
       remoteSet: false,
+      signals: Promise.resolve(), // the chain that applies signals in order
       pendingCandidates: [], // remote candidates before setRemoteDescription
       endOfCandidates: false,
       abandoned: false, // hung up before the POST answered
@@ -218,7 +219,11 @@
     if (name === 'stream:ended') {
       finish(s, payload.reason || 'ended', false);
     } else if (name === 'webrtc:signal') {
-      onSignal(s, payload).catch((err) => fail(s, 'signal_error', err));
+      // One signal at a time, in arrival order: an end-of-candidates
+      // marker must not overtake the candidates before it.
+      s.signals = s.signals
+        .then(() => onSignal(s, payload))
+        .catch((err) => fail(s, 'signal_error', err));
     }
     // stream:started needs nothing: the offer follows it.
   }
@@ -229,6 +234,7 @@
   }
 
   async function onSignal(s, signal) {
+    if (s.closed) return;
     if (signal.type === 'offer' && typeof signal.sdp === 'string') {
       if (s.remoteSet) return; // one offer per session
       s.offerSdp = signal.sdp;
