@@ -14,7 +14,7 @@ apt-get install -y --no-install-recommends \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
   python3 python3-pip \
-  chromium nodejs npm \
+  chromium nodejs npm nftables \
   systemd dpkg-dev lintian file \
   mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
