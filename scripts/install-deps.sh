@@ -2,8 +2,9 @@
 # Installs the system packages camera-agent builds and tests with on Debian 12
 # (GStreamer 1.22 with the WebRTC, x264, OpenH264 and libav plugins), the Rust
 # components CI checks with, and the Python packages of the independent
-# aiortc viewer; nftables, coturn and headless Chromium for the bad-link
-# test bed (tests/src/netem.rs). Run as root.
+# aiortc viewer; nftables, coturn and Chromium (with the npm package
+# socket.io-client of the browser viewer page) for the bad-link test bed and
+# the browser suite. Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -14,14 +15,13 @@ apt-get install -y --no-install-recommends \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
   python3 python3-pip \
+  chromium nodejs npm nftables coturn \
   systemd dpkg-dev lintian file \
-  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-  nftables coturn chromium
+  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
 # The bad-link test bed (tests/src/netem.rs, tests/src/turn.rs): nftables
 # and tc impair the link inside the test namespace, and the tests start
 # their own coturn there. The package's system-wide service is not needed.
-apt-get install -y --no-install-recommends nftables coturn
 systemctl disable --now coturn >/dev/null 2>&1 || true
 
 if command -v rustup >/dev/null 2>&1; then
@@ -37,3 +37,7 @@ if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-package
 fi
 python3 -m pip install --quiet --root-user-action=ignore "${pip_flags[@]}" \
   -r "$(dirname "$0")/../tests/requirements.txt"
+
+# The browser viewer page's one dependency, exactly as locked; the stand-in
+# serves it from tests/viewer/node_modules.
+npm ci --prefix "$(dirname "$0")/../tests/viewer" --no-audit --no-fund

@@ -2,9 +2,13 @@
 //! WebRTC viewer that decodes what the agent sends, and helpers to run the
 //! real agent binary and measure it.
 
+pub mod browser_viewer;
+pub mod chromium;
 pub mod harness;
 pub mod netem;
+pub mod pattern;
 pub mod standin;
 pub mod turn;
 pub mod viewer;
+pub mod viewer_page;
 pub mod viewer_stats;

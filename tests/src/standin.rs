@@ -26,6 +26,10 @@ use socketioxide::handler::ConnectHandler;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod rest;
+
+use rest::{ApiError, Unauthorized, bearer, error, humantime_now, json_body, session_view};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Camera,
@@ -190,42 +194,6 @@ pub struct StandIn {
     connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> ApiError {
-    ApiError {
-        status,
-        code: code.into(),
-        message: message.into(),
-        state: None,
-    }
-}
-
-/// An error body of the contract, small enough to return by value.
-struct ApiError {
-    status: StatusCode,
-    code: Box<str>,
-    message: Box<str>,
-    /// The session state, for `invalid_state`.
-    state: Option<&'static str>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({"error": &*self.code, "message": &*self.message});
-        if let Some(state) = self.state {
-            body["state"] = json!(state);
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
 impl StandIn {
     /// Starts serving on `bind` (use port 0 for any free port).
     pub async fn start(bind: SocketAddr, config: StandInConfig) -> std::io::Result<Self> {
@@ -256,6 +224,7 @@ impl StandIn {
             .route("/api/v1/streams/{id}/accept", post(accept_stream))
             .route("/api/v1/streams/{id}/end", post(end_stream))
             .route("/api/v1/streams/{id}", get(get_stream))
+            .merge(crate::viewer_page::routes())
             .fallback(|| async {
                 error(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
             })
@@ -397,30 +366,6 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Device, ApiError
     }
 }
 
-/// Parses an optional JSON object body strictly.
-fn json_body(body: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
-    if body.trim().is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_str::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "body must be a JSON object",
-        )),
-    }
-}
-
-fn session_view(session: &Session) -> Value {
-    json!({
-        "sessionId": session.id,
-        "state": session.state.as_str(),
-        "cameraId": session.camera_id,
-        "clientId": session.client_id,
-    })
-}
-
 type Reply = Result<Response, ApiError>;
 
 async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
@@ -505,32 +450,6 @@ async fn create_stream(
         .emit("stream:requested", &event)
         .await;
     Ok((StatusCode::CREATED, Json(session_view(&session))).into_response())
-}
-
-fn humantime_now() -> String {
-    // RFC 3339 in UTC without pulling in a date crate.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    let days = now.div_euclid(86_400);
-    let secs = now.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 async fn accept_stream(
@@ -670,15 +589,6 @@ async fn get_stream(
     }
 }
 
-#[derive(Debug)]
-struct Unauthorized;
-
-impl std::fmt::Display for Unauthorized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unauthorized")
-    }
-}
-
 fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
     let auth_shared = shared.clone();
     // Both the upgrade's Authorization header and the CONNECT auth payload
@@ -783,17 +693,4 @@ async fn relay_signal(shared: &Shared, socket: &SocketRef, mut signal: Value, ac
         }
     }
     shared.changed.notify_waiters();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_now_is_well_formed() {
-        let now = humantime_now();
-        assert_eq!(now.len(), 20, "{now}");
-        assert!(now.ends_with('Z'));
-        assert!(now.starts_with("20"), "{now}");
-    }
 }

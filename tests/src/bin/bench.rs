@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::time::Instant;
 
+use testbed::browser_viewer::BrowserViewer;
 use testbed::harness::{self, AgentProcess, Bed, ProcCounts};
 use testbed::standin::{StandIn, StandInConfig};
 use testbed::viewer::Viewer;
@@ -32,6 +33,11 @@ struct Args {
     /// the agent's return.
     #[arg(long)]
     outage: Option<u64>,
+    /// Instead of the streaming figures: the viewer page in headless
+    /// Chromium, `--sessions` times Watch / Hang up on one page, and the
+    /// page's time to first frame.
+    #[arg(long)]
+    browser: bool,
 }
 
 const CAMERA: (&str, &str) = ("cam-bench", "bench-camera-token");
@@ -174,6 +180,55 @@ fn step_times(agent: &AgentProcess, session_id: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// The page in headless Chromium: first frame over `sessions` Watch / Hang
+/// up rounds on one page, as its overlay shows it to a person.
+async fn browser(
+    standin: &StandIn,
+    agent: &mut AgentProcess,
+    idle: ProcCounts,
+    sessions: usize,
+) -> anyhow::Result<()> {
+    let url = testbed::viewer_page::viewer_url(&standin.url(), CLIENT.1, CAMERA.0, None, false);
+    let viewer = BrowserViewer::open(&url).await?;
+    let mut first_frames = Vec::new();
+    for round in 1..=sessions {
+        let stats = viewer.watch_until(30, Duration::from_secs(30)).await?;
+        let first = stats.first_frame_ms.context("no first frame")?;
+        first_frames.push(first);
+        let id = stats.session_id.clone().unwrap_or_default();
+        viewer.hang_up().await?;
+        agent
+            .wait_message("teardown done", Some(&id), Duration::from_secs(10))
+            .await?;
+        harness::wait_counts(agent.pid(), idle, Duration::from_secs(20)).await?;
+        let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+        eprintln!(
+            "session {round}: first frame {first:.1} ms ({}), {}x{}, ICE pair {}/{} -> {}/{}",
+            text(&stats.first_frame_source),
+            stats.frame_width.unwrap_or_default(),
+            stats.frame_height.unwrap_or_default(),
+            text(&stats.local_candidate_type),
+            text(&stats.local_protocol),
+            text(&stats.remote_candidate_type),
+            text(&stats.remote_protocol),
+        );
+    }
+    viewer.close().await;
+    agent.signal(harness::SIGTERM)?;
+    agent.wait_exit(Duration::from_secs(5)).await?;
+    standin.stop().await;
+    let mut sorted = first_frames.clone();
+    println!("| figure | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| headless Chromium page: POST /streams -> first frame, median of {sessions} (min / max) | {:.1} ms ({:.1} / {:.1}) |",
+        median(&mut sorted),
+        sorted.first().copied().unwrap_or_default(),
+        sorted.last().copied().unwrap_or_default()
+    );
+    Ok(())
+}
+
 /// Failed connection attempts so far (one warning each).
 fn count_lost(agent: &AgentProcess) -> usize {
     agent
@@ -214,6 +269,9 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle: ProcCounts = harness::proc_counts(pid)?;
+    if args.browser {
+        return browser(&standin, &mut agent, idle, args.sessions).await;
+    }
     let rss_idle = harness::rss_kib(pid)?;
     let anon_idle = harness::rss_anon_kib(pid)?;
     let mut viewer = Viewer::connect(&standin.url(), CLIENT.1).await?;
