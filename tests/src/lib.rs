@@ -5,6 +5,7 @@
 pub mod browser_viewer;
 pub mod chromium;
 pub mod harness;
+pub mod link_quality;
 pub mod netem;
 pub mod pattern;
 pub mod standin;

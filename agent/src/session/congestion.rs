@@ -41,9 +41,11 @@ pub struct BitrateLimits {
 const ENCODER_SHARE: f64 = 0.9;
 /// After overuse the target is this share of what the viewer received.
 const BACKOFF: f64 = 0.85;
+/// A single decrease keeps at least this share of the target.
+const MAX_CUT: f64 = 0.3;
 /// The least time between two decreases: one decision must show its effect
 /// in the feedback before the next is taken.
-pub const DECREASE_INTERVAL: Duration = Duration::from_millis(400);
+pub const DECREASE_INTERVAL: Duration = Duration::from_millis(1000);
 /// Multiplicative growth per second while probing.
 const GROWTH_PER_SECOND: f64 = 1.08;
 /// The longest span one feedback report may grow the target for.
@@ -187,6 +189,8 @@ pub struct Controller {
     applied_kbps: u32,
     loss: f64,
     min_rtt_ms: Option<f64>,
+    /// The last receiver-report round trip taken into account.
+    last_rtt_ms: Option<f64>,
     /// The received rate at the last overuse, kbit/s.
     last_overuse_kbps: Option<f64>,
     last_sample: Option<Duration>,
@@ -214,6 +218,7 @@ impl Controller {
             applied_kbps: encoder_kbps(start),
             loss: 0.0,
             min_rtt_ms: None,
+            last_rtt_ms: None,
             last_overuse_kbps: None,
             last_sample: None,
             last_decrease: None,
@@ -269,7 +274,10 @@ impl Controller {
                     .map(|twcc| f64::from(twcc.recv_bps) / 1000.0)
                     .filter(|received| *received > 0.0)
                     .unwrap_or(self.target_kbps);
-                self.target_kbps = (received.min(self.target_kbps) * BACKOFF).clamp(min, max);
+                // One noisy receive figure must not collapse the rate: at
+                // most half of it goes per decrease.
+                let backed_off = (received * BACKOFF).max(self.target_kbps * MAX_CUT);
+                self.target_kbps = backed_off.min(self.target_kbps).clamp(min, max);
                 self.last_overuse_kbps = Some(received);
                 self.last_decrease = Some(at);
             }
@@ -311,11 +319,17 @@ impl Controller {
             (None, Some(fraction)) => Some(fraction),
             (None, None) => None,
         };
+        let loss = loss.map(|loss| loss.clamp(0.0, 1.0));
         if let Some(loss) = loss {
-            self.loss += LOSS_SMOOTHING * (loss.clamp(0.0, 1.0) - self.loss);
+            self.loss += LOSS_SMOOTHING * (loss - self.loss);
         }
-        if let Some(rtt) = stats.rtt_ms {
+        // A receiver report's round trip stays in webrtcbin's figures until
+        // the next report: only a new one is a new measurement.
+        let previous_rtt = self.last_rtt_ms;
+        let fresh_rtt = stats.rtt_ms.filter(|rtt| Some(*rtt) != previous_rtt);
+        if let Some(rtt) = fresh_rtt {
             self.min_rtt_ms = Some(self.min_rtt_ms.map_or(rtt, |min| min.min(rtt)));
+            self.last_rtt_ms = Some(rtt);
         }
         if stats.twcc.is_none() && stats.rtt_ms.is_none() && loss.is_none() {
             return Signal::NoFeedback;
@@ -327,13 +341,21 @@ impl Controller {
         let queue_growing = stats
             .twcc
             .is_some_and(|twcc| twcc.delay_gradient_us > GRADIENT_OVERUSE_US);
-        let standing_queue = match (stats.rtt_ms, self.min_rtt_ms) {
-            (Some(rtt), Some(min)) => rtt > min + STANDING_QUEUE_MS,
+        // A high round trip that is shrinking is a queue draining after a
+        // decrease: no reason to cut again.
+        let standing_queue = match (fresh_rtt, self.min_rtt_ms) {
+            (Some(rtt), Some(min)) => {
+                rtt > min + STANDING_QUEUE_MS && previous_rtt.is_none_or(|last| rtt >= last)
+            }
             _ => false,
         };
+        // Loss counts as heavy when it is both lasting and current: the
+        // burst of tail drops at a squeeze has already been answered by
+        // the delay signal.
+        let heavy_loss = self.loss > HEAVY_LOSS && loss.is_none_or(|current| current > HEAVY_LOSS);
         if receiving_short || queue_growing || standing_queue {
             Signal::Overuse
-        } else if self.loss > HEAVY_LOSS {
+        } else if heavy_loss {
             Signal::HeavyLoss
         } else {
             Signal::Normal
