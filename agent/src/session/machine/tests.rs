@@ -79,7 +79,7 @@ fn awaiting_answer() -> Machine {
     ])
 }
 
-fn connecting() -> Machine {
+pub(super) fn connecting() -> Machine {
     let mut machine = awaiting_answer();
     machine.handle(answer()).unwrap();
     machine.handle(Input::AnswerApplied).unwrap();
@@ -87,7 +87,7 @@ fn connecting() -> Machine {
     machine
 }
 
-fn live() -> Machine {
+pub(super) fn live() -> Machine {
     let mut machine = connecting();
     machine.handle(Input::Ice(IceState::Connected)).unwrap();
     assert_eq!(machine.phase(), &Phase::Live);
@@ -106,7 +106,7 @@ fn timer_actions(actions: &[Action]) -> Vec<Action> {
         .collect()
 }
 
-fn stats_with_rtcp(rtcp_received: u64) -> Input {
+pub(super) fn stats_with_rtcp(rtcp_received: u64) -> Input {
     Input::Stats {
         at: Duration::from_secs(1),
         stats: Box::new(LinkStats {
@@ -653,79 +653,4 @@ fn reason_codes_match_the_contract() {
     );
 }
 
-#[test]
-fn going_live_hands_the_encoder_to_the_controller() {
-    let actions = connecting()
-        .handle(Input::Ice(IceState::Connected))
-        .unwrap();
-    // Start bitrate 1000 kbit/s: 90 % to the encoder, the rest headroom.
-    assert!(
-        actions.contains(&Action::Control(Control::SetBitrate { kbps: 900 })),
-        "{actions:?}"
-    );
-}
-
-#[test]
-fn statistics_drive_the_controller_and_log_a_new_pair_once() {
-    use crate::media::stats::{CandidateInfo, TwccFigures};
-    let mut machine = live();
-    let pair = SelectedPair {
-        local: CandidateInfo {
-            kind: "relay".into(),
-            protocol: "udp".into(),
-            relay_protocol: Some("tcp".into()),
-        },
-        remote: CandidateInfo {
-            kind: "prflx".into(),
-            protocol: "udp".into(),
-            relay_protocol: None,
-        },
-    };
-    // A queue on the path: the viewer receives half of what was sent.
-    let congested = |at: u64| Input::Stats {
-        at: Duration::from_millis(at),
-        stats: Box::new(LinkStats {
-            twcc: Some(TwccFigures {
-                sent_bps: 1_000_000,
-                recv_bps: 500_000,
-                loss_pct: 0.0,
-                delay_gradient_us: 0.0,
-            }),
-            rtt_ms: Some(20.0),
-            rtcp_received: at,
-            selected_pair: Some(pair.clone()),
-            ..LinkStats::default()
-        }),
-    };
-    let first = machine.handle(congested(200)).unwrap();
-    assert!(
-        first.contains(&Action::LogSelectedPair(pair.clone())),
-        "{first:?}"
-    );
-    // 85 % of what arrived, 90 % of that to the encoder.
-    assert!(
-        first.contains(&Action::Control(Control::SetBitrate { kbps: 383 })),
-        "{first:?}"
-    );
-    let second = machine.handle(congested(400)).unwrap();
-    assert!(
-        !second
-            .iter()
-            .any(|action| matches!(action, Action::LogSelectedPair(_))),
-        "{second:?}"
-    );
-    // The same RTCP count again: stale figures (no feedback arrived, as
-    // in a blackout) neither move the controller nor the dead-path watch.
-    let stale = machine.handle(congested(400)).unwrap();
-    assert!(
-        !stale
-            .iter()
-            .any(|action| matches!(action, Action::Control(_) | Action::ArmTimer(..))),
-        "{stale:?}"
-    );
-}
-
-#[test]
-fn statistics_outside_a_live_session_are_rejected() {
-    assert!(connecting().handle(stats_with_rtcp(1)).is_err());
-}
+mod network;
