@@ -112,6 +112,8 @@ pub struct RawControlPlane {
     pub request_timeout: Option<String>,
     /// Upper bound of the reconnect backoff, default `30s`.
     pub reconnect_max: Option<String>,
+    /// Window of an idle camera's first reconnect attempt, default `5s`.
+    pub reconnect_spread: Option<String>,
     /// PEM file of extra CA certificates to trust (a private CA).
     pub ca_file: Option<PathBuf>,
 }
@@ -217,6 +219,8 @@ pub struct ControlPlaneSettings {
     pub namespace: String,
     pub request_timeout: Duration,
     pub reconnect_max: Duration,
+    /// Never more than `reconnect_max`.
+    pub reconnect_spread: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -427,6 +431,25 @@ impl Settings {
                 reason: "must start with '/' and contain no ','".into(),
             });
         }
+        let reconnect_max = duration(
+            "control_plane.reconnect_max",
+            cp.reconnect_max.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        // Default 5 s, or reconnect_max if that is shorter; set explicitly,
+        // it must fit under reconnect_max.
+        let reconnect_spread = duration(
+            "control_plane.reconnect_spread",
+            cp.reconnect_spread.as_deref(),
+            Duration::from_secs(5).min(reconnect_max),
+        )?;
+        if reconnect_spread > reconnect_max {
+            return Err(ConfigError::Invalid {
+                key: "control_plane.reconnect_spread",
+                value: format!("{:?}", cp.reconnect_spread.unwrap_or_default()),
+                reason: "must not exceed control_plane.reconnect_max".into(),
+            });
+        }
         let control_plane = ControlPlaneSettings {
             url,
             token_file,
@@ -437,11 +460,8 @@ impl Settings {
                 cp.request_timeout.as_deref(),
                 Duration::from_secs(10),
             )?,
-            reconnect_max: duration(
-                "control_plane.reconnect_max",
-                cp.reconnect_max.as_deref(),
-                Duration::from_secs(30),
-            )?,
+            reconnect_max,
+            reconnect_spread,
             ca_file: cp.ca_file,
         };
 
@@ -657,6 +677,10 @@ impl Settings {
                 duration(cp.request_timeout),
             ),
             ("control_plane.reconnect_max", duration(cp.reconnect_max)),
+            (
+                "control_plane.reconnect_spread",
+                duration(cp.reconnect_spread),
+            ),
             (
                 "control_plane.ca_file",
                 cp.ca_file
