@@ -243,6 +243,34 @@ mod tests {
     }
 
     #[test]
+    fn back_pressure_is_told_apart_from_failures() {
+        let after = Some(Duration::from_secs(10));
+        let server = |status, retry_after| RestError::Server {
+            status,
+            message: String::new(),
+            retry_after,
+        };
+        let cases = [
+            (RestError::Unauthorized, Outcome::AuthRejected),
+            (
+                RestError::RateLimited { retry_after: after },
+                Outcome::Refused { retry_after: after },
+            ),
+            (
+                RestError::RateLimited { retry_after: None },
+                Outcome::Refused { retry_after: None },
+            ),
+            (server(503, after), Outcome::Refused { retry_after: after }),
+            (server(503, None), Outcome::Refused { retry_after: None }),
+            (server(500, after), Outcome::Failed),
+            (RestError::Transport("refused".into()), Outcome::Failed),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(error.retry_outcome(), outcome, "{error:?}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_token() {
         let client = RestClient::new(
             url::Url::parse("http://127.0.0.1:1/").unwrap(),
