@@ -82,6 +82,9 @@ pub struct Arrival {
     pub wall: SystemTime,
     pub route: Route,
     pub refused: bool,
+    /// Tells devices apart: a hash of the `Authorization` header (the
+    /// token itself is not kept), 0 without one.
+    pub client: u64,
 }
 
 #[derive(Default)]
@@ -134,7 +137,7 @@ impl Gate {
     }
 
     /// Records the arrival; the refusal to answer with, if any.
-    fn arrive(&self, route: Route) -> Option<Refusal> {
+    fn arrive(&self, route: Route, client: u64) -> Option<Refusal> {
         let mut state = self.state();
         let refusal = state
             .refusal
@@ -158,6 +161,7 @@ impl Gate {
             wall: SystemTime::now(),
             route,
             refused: refusal.is_some(),
+            client,
         });
         drop(state);
         self.arrived.notify_waiters();
@@ -170,7 +174,15 @@ pub async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     let Some(route) = Route::of(request.uri().path()) else {
         return next.run(request).await;
     };
-    let Some(refusal) = gate.arrive(route) else {
+    let client = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(value.as_bytes())
+        })
+        .unwrap_or(0);
+    let Some(refusal) = gate.arrive(route, client) else {
         return next.run(request).await;
     };
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -199,10 +211,10 @@ mod tests {
     fn a_counted_refusal_ends_by_itself_and_every_arrival_is_kept() {
         let gate = Gate::default();
         gate.refuse(Refusal::socket_busy(3).times(2));
-        assert!(gate.arrive(Route::Rest).is_none(), "only the socket");
-        assert!(gate.arrive(Route::Socket).is_some());
-        assert!(gate.arrive(Route::Socket).is_some());
-        assert!(gate.arrive(Route::Socket).is_none());
+        assert!(gate.arrive(Route::Rest, 1).is_none(), "only the socket");
+        assert!(gate.arrive(Route::Socket, 1).is_some());
+        assert!(gate.arrive(Route::Socket, 1).is_some());
+        assert!(gate.arrive(Route::Socket, 1).is_none());
         let refused: Vec<bool> = gate.arrivals().iter().map(|a| a.refused).collect();
         assert_eq!(refused, [false, true, true, false]);
         assert_eq!(Route::of("/socket.io/"), Some(Route::Socket));

@@ -15,9 +15,9 @@
 //!   uniformly from its window (full jitter). The windows are laid end to
 //!   end from the loss rather than measured from the previous attempt, so a
 //!   device makes one attempt per window and the fleet's rate stays below
-//!   devices / window length. Jitter measured from the previous attempt piles
-//!   second attempts onto first ones: during an outage that is about 1.6
-//!   times fleet/spread.
+//!   devices / window length. Jitter measured from the previous attempt
+//!   piles second attempts onto first ones: during an outage that peaks at
+//!   1.5 times fleet/spread (measured with the same simulation).
 //! - A server that answers 503 or 429 with `Retry-After` sees no attempt
 //!   before that time has passed; the attempt is drawn from a window of the
 //!   first window's length that starts there. Without `Retry-After` such an

@@ -250,8 +250,9 @@ async fn run(
                 delay
             }
         };
-        // Wait out the backoff, refusing emits meanwhile.
-        let wake = Instant::now() + delay;
+        // Wait out the backoff, refusing emits meanwhile. The policy's
+        // windows are anchored at `now`, not at the end of the sends above.
+        let wake = origin + now + delay;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
