@@ -182,6 +182,7 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
 
     fn policy() -> ReconnectPolicy {
         ReconnectPolicy::new(5 * S, 30 * S)
@@ -252,8 +253,6 @@ mod tests {
         assert_eq!(policy.next(3 * S, Outcome::Failed, 0.5), 2500 * MS);
         assert_eq!(policy.next(5500 * MS, Outcome::Failed, 0.5), 7500 * MS);
     }
-
-    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn retry_after_is_a_floor_with_jitter_on_top() {
