@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, Settings};
+use crate::control_plane::reconnect::{Outcome, Reconnect, ReconnectPolicy};
 use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
-use crate::control_plane::socketio::backoff::{AUTH_RETRY_MAX, Backoff};
 use crate::control_plane::socketio::connection::{self, SocketSettings};
 use crate::control_plane::tls::ExtraRoots;
 use crate::media::dtls::{DtlsError, DtlsIdentity};
@@ -96,14 +96,11 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
         &roots,
     )?;
     let notifier = Arc::new(Notifier::from_env());
-    let Some(me) = login(
-        &rest,
-        &shutdown,
+    let policy = ReconnectPolicy::new(
+        settings.control_plane.reconnect_spread,
         settings.control_plane.reconnect_max,
-        &notifier,
-    )
-    .await
-    else {
+    );
+    let Some(me) = login(&rest, &shutdown, policy, &notifier).await else {
         notifier.stopping();
         return Ok(());
     };
@@ -118,7 +115,11 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
     let socket =
         SocketSettings::for_control_plane(&settings.control_plane, token, roots.client_config()?)
             .map_err(RunError::SocketUrl)?;
-    let signaling = connection::spawn(socket, events_tx, socket_cancel.clone(), &tracker);
+    // The supervisor publishes its live-session count; the socket reads it
+    // when it is lost, to choose between a fast and a spread retry.
+    let (live_tx, live_rx) = watch::channel(0);
+    let signaling =
+        connection::spawn_watching(socket, live_rx, events_tx, socket_cancel.clone(), &tracker);
     let ctx = Arc::new(SessionContext {
         rest,
         signaling,
@@ -150,6 +151,7 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
         settings.session.signaling_grace,
         tracker.clone(),
         notifier.clone(),
+        live_tx,
     );
     info!("ready");
     supervisor.run(events_rx, shutdown).await;
@@ -172,11 +174,11 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
 async fn login(
     rest: &RestClient,
     shutdown: &CancellationToken,
-    reconnect_max: Duration,
+    policy: ReconnectPolicy,
     notifier: &Notifier,
 ) -> Option<DeviceInfo> {
-    let mut backoff = Backoff::for_failures(reconnect_max);
-    let mut auth_backoff = Backoff::for_refused_token(AUTH_RETRY_MAX);
+    let mut policy = Reconnect::new(policy);
+    let origin = tokio::time::Instant::now();
     let mut first = true;
     let watchdog = notifier.watchdog_period();
     loop {
@@ -191,27 +193,34 @@ async fn login(
                 }
                 return Some(me);
             }
-            Err(RestError::Unauthorized) => {
-                let delay = auth_backoff.next_delay(rand::random::<f64>());
-                warn!(
-                    retry_in_ms = delay.as_millis() as u64,
-                    refused = "device_token",
-                    "login refused: the control plane does not accept this device token \
-                     (check control_plane.token_file)"
-                );
-                (delay, "device token refused by the control plane; retrying")
-            }
-            Err(RestError::RateLimited { retry_after }) => {
-                let delay = retry_after
-                    .unwrap_or(Duration::from_secs(5))
-                    .max(backoff.next_delay(rand::random::<f64>()));
-                warn!(retry_in_ms = delay.as_millis() as u64, "login rate limited");
-                (delay, "rate limited by the control plane; retrying")
-            }
             Err(err) => {
-                let delay = backoff.next_delay(rand::random::<f64>());
-                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "login failed; retrying");
-                (delay, "control plane unreachable; retrying")
+                let outcome = err.retry_outcome();
+                let delay = policy.next(origin.elapsed(), outcome, rand::random::<f64>());
+                match outcome {
+                    Outcome::AuthRejected => {
+                        warn!(
+                            retry_in_ms = delay.as_millis() as u64,
+                            refused = "device_token",
+                            "login refused: the control plane does not accept this device token \
+                             (check control_plane.token_file)"
+                        );
+                        (delay, "device token refused by the control plane; retrying")
+                    }
+                    Outcome::Refused { retry_after } => {
+                        warn!(
+                            error = %err,
+                            outcome = "refused",
+                            retry_after_ms = retry_after.map(|after| after.as_millis() as u64),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "login refused: control plane busy"
+                        );
+                        (delay, "control plane busy; retrying")
+                    }
+                    _ => {
+                        warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "login failed; retrying");
+                        (delay, "control plane unreachable; retrying")
+                    }
+                }
             }
         };
         if first {

@@ -309,6 +309,7 @@ async fn check_socket(
         // A check, not a service: retry fast, give up at the time limit.
         SocketSettings {
             reconnect_max: Duration::from_secs(1),
+            reconnect_spread: Duration::from_millis(500),
             auth_reconnect_max: Duration::from_secs(60),
             ..socket
         },

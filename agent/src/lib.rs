@@ -15,10 +15,12 @@
 //! - the test bed (`tests/` and `agent/tests/`), which drives the real
 //!   clients against its stand-in server: `config::Secret`,
 //!   `control_plane::{rest, tls, socketio::connection}` and
-//!   `media::sdp::mids`.
+//!   `media::sdp::mids`; and its fleet simulation, which runs the agent's
+//!   own `control_plane::reconnect` policy and, as the baseline it
+//!   replaced, `control_plane::socketio::backoff`.
 //!
 //! Everything else (the session, the supervisor, systemd notification,
-//! DTLS, backoff) is `pub(crate)`.
+//! DTLS) is `pub(crate)`.
 
 pub mod app;
 pub mod config;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,6 +47,8 @@ pub struct Supervisor {
     signaling_deadline: Option<Instant>,
     notifier: Arc<Notifier>,
     connected: bool,
+    /// The live-session count, for the signaling task's reconnect policy.
+    live_sessions: watch::Sender<usize>,
 }
 
 impl Supervisor {
@@ -57,6 +59,7 @@ impl Supervisor {
         signaling_grace: Duration,
         tracker: TaskTracker,
         notifier: Arc<Notifier>,
+        live_sessions: watch::Sender<usize>,
     ) -> Self {
         let (finished_tx, finished_rx) = mpsc::channel(16);
         Self {
@@ -72,11 +75,15 @@ impl Supervisor {
             signaling_deadline: None,
             notifier,
             connected: false,
+            live_sessions,
         }
     }
 
-    /// The `systemctl status` line: connection state and who is watching.
+    /// The `systemctl status` line: connection state and who is watching;
+    /// and the live-session count for the signaling task. Called on every
+    /// change of either.
     fn publish_status(&self) {
+        self.live_sessions.send_replace(self.sessions.len());
         let connection = if self.connected {
             "connected"
         } else {

@@ -119,6 +119,7 @@ fn settings(url: &str) -> SocketSettings {
         token: Secret::new(TOKEN.into()),
         connect_timeout: Duration::from_secs(2),
         reconnect_max: Duration::from_millis(500),
+        reconnect_spread: Duration::from_millis(500),
         auth_reconnect_max: Duration::from_secs(60),
         tls: None,
     }

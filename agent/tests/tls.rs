@@ -140,6 +140,7 @@ async fn socket_outcome(url: &str, roots: &ExtraRoots) -> SignalingEvent {
             token: Secret::new("tls-token".into()),
             connect_timeout: Duration::from_secs(2),
             reconnect_max: Duration::from_secs(1),
+            reconnect_spread: Duration::from_millis(500),
             auth_reconnect_max: Duration::from_secs(5),
             tls: Some(roots.client_config().unwrap()),
         },

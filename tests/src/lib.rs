@@ -2,8 +2,10 @@
 //! WebRTC viewer that decodes what the agent sends, and helpers to run the
 //! real agent binary and measure it.
 
+pub mod backpressure;
 pub mod browser_viewer;
 pub mod chromium;
+pub mod fleet;
 pub mod harness;
 pub mod link_quality;
 pub mod netem;

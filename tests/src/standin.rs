@@ -192,6 +192,8 @@ pub struct StandIn {
     /// A duplicate of every accepted connection, to cut them all at stop as
     /// a crashing server would (upgraded websockets outlive axum's shutdown).
     connections: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// Answers 503/429 + `Retry-After` when a test says so.
+    gate: Arc<crate::backpressure::Gate>,
 }
 
 impl StandIn {
@@ -230,6 +232,12 @@ impl StandIn {
             })
             .with_state(shared.clone())
             .layer(layer);
+        // Outermost, so it can refuse the upgrade before Socket.IO sees it.
+        let gate = Arc::new(crate::backpressure::Gate::default());
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            crate::backpressure::gate,
+        ));
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let connections: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
@@ -261,7 +269,13 @@ impl StandIn {
             cancel,
             server: Mutex::new(Some(server)),
             connections,
+            gate,
         })
+    }
+
+    /// The back-pressure switch and its record of arrivals.
+    pub fn gate(&self) -> &crate::backpressure::Gate {
+        &self.gate
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -181,6 +181,8 @@ impl Viewer {
                 token: Secret::new(token.into()),
                 connect_timeout: Duration::from_secs(5),
                 reconnect_max: Duration::from_secs(2),
+                // A viewer is one person, not a fleet.
+                reconnect_spread: Duration::from_millis(500),
                 auth_reconnect_max: Duration::from_secs(5),
                 tls: None,
             },

@@ -24,6 +24,8 @@ pub struct RawControlPlane {
     pub request_timeout: Option<String>,
     /// Upper bound of the reconnect backoff, default `30s`.
     pub reconnect_max: Option<String>,
+    /// Window of an idle camera's first reconnect attempt, default `5s`.
+    pub reconnect_spread: Option<String>,
     /// PEM file of extra CA certificates to trust (a private CA).
     pub ca_file: Option<PathBuf>,
 }
@@ -37,6 +39,8 @@ pub struct ControlPlaneSettings {
     pub namespace: String,
     pub request_timeout: Duration,
     pub reconnect_max: Duration,
+    /// Never more than `reconnect_max`.
+    pub reconnect_spread: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -77,6 +81,25 @@ impl ControlPlaneSettings {
                 reason: "must start with '/' and contain no ','".into(),
             });
         }
+        let reconnect_max = duration(
+            "control_plane.reconnect_max",
+            cp.reconnect_max.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        // Default 5 s, or reconnect_max if that is shorter; set explicitly,
+        // it must fit under reconnect_max.
+        let reconnect_spread = duration(
+            "control_plane.reconnect_spread",
+            cp.reconnect_spread.as_deref(),
+            Duration::from_secs(5).min(reconnect_max),
+        )?;
+        if reconnect_spread > reconnect_max {
+            return Err(ConfigError::Invalid {
+                key: "control_plane.reconnect_spread",
+                value: format!("{:?}", cp.reconnect_spread.as_deref().unwrap_or_default()),
+                reason: "must not exceed control_plane.reconnect_max".into(),
+            });
+        }
         Ok(Self {
             url,
             token_file: cp.token_file.clone(),
@@ -87,11 +110,8 @@ impl ControlPlaneSettings {
                 cp.request_timeout.as_deref(),
                 Duration::from_secs(10),
             )?,
-            reconnect_max: duration(
-                "control_plane.reconnect_max",
-                cp.reconnect_max.as_deref(),
-                Duration::from_secs(30),
-            )?,
+            reconnect_max,
+            reconnect_spread,
             ca_file: cp.ca_file.clone(),
         })
     }
@@ -116,6 +136,10 @@ impl ControlPlaneSettings {
             (
                 "control_plane.reconnect_max",
                 shown_duration(self.reconnect_max),
+            ),
+            (
+                "control_plane.reconnect_spread",
+                shown_duration(self.reconnect_spread),
             ),
             (
                 "control_plane.ca_file",

@@ -2,6 +2,7 @@
 //! signaling connection, and the typed events that cross it.
 
 pub use protocol::events;
+pub mod reconnect;
 pub mod rest;
 pub mod socketio;
 pub mod tls;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::reconnect::{Outcome, parse_retry_after};
 use crate::config::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +23,13 @@ pub enum RestError {
     Conflict { code: String, message: String },
     #[error("rate limited; retry after {retry_after:?}")]
     RateLimited { retry_after: Option<Duration> },
+    /// A 5xx; a 503 may carry the server's `Retry-After`.
     #[error("server error {status}: {message}")]
-    Server { status: u16, message: String },
+    Server {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("bad request: {message}")]
     BadRequest { message: String },
     #[error("unexpected status {status}: {message}")]
@@ -32,6 +38,26 @@ pub enum RestError {
     Transport(String),
     #[error("control plane answered with an unexpected body: {0}")]
     BadBody(String),
+}
+
+impl RestError {
+    /// What this error means to a caller that retries (the login loop):
+    /// 429, and 503 with or without `Retry-After`, are back-pressure; a
+    /// refused token has its own ladder; everything else is a failed attempt.
+    pub fn retry_outcome(&self) -> Outcome {
+        match self {
+            RestError::Unauthorized => Outcome::AuthRejected,
+            RestError::RateLimited { retry_after }
+            | RestError::Server {
+                status: 503,
+                retry_after,
+                ..
+            } => Outcome::Refused {
+                retry_after: *retry_after,
+            },
+            _ => Outcome::Failed,
+        }
+    }
 }
 
 /// `GET /api/v1/devices/me`.
@@ -132,8 +158,7 @@ impl RestClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|value| parse_retry_after(value, std::time::SystemTime::now()));
         let body = response
             .bytes()
             .await
@@ -169,6 +194,7 @@ impl RestClient {
             (status @ 500..=599, _) => RestError::Server {
                 status,
                 message: error.message,
+                retry_after,
             },
             (status, _) => RestError::Unexpected {
                 status,
@@ -214,6 +240,34 @@ mod tests {
             RestClient::session_path("../../devices/me", ""),
             "api/v1/streams/..%2F..%2Fdevices%2Fme"
         );
+    }
+
+    #[test]
+    fn back_pressure_is_told_apart_from_failures() {
+        let after = Some(Duration::from_secs(10));
+        let server = |status, retry_after| RestError::Server {
+            status,
+            message: String::new(),
+            retry_after,
+        };
+        let cases = [
+            (RestError::Unauthorized, Outcome::AuthRejected),
+            (
+                RestError::RateLimited { retry_after: after },
+                Outcome::Refused { retry_after: after },
+            ),
+            (
+                RestError::RateLimited { retry_after: None },
+                Outcome::Refused { retry_after: None },
+            ),
+            (server(503, after), Outcome::Refused { retry_after: after }),
+            (server(503, None), Outcome::Refused { retry_after: None }),
+            (server(500, after), Outcome::Failed),
+            (RestError::Transport("refused".into()), Outcome::Failed),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(error.retry_outcome(), outcome, "{error:?}");
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Exponential backoff with full jitter for reconnects.
+//! Exponential backoff with full jitter, each delay measured from the
+//! previous attempt.
 //!
-//! Full jitter (a uniform draw between zero and the exponential ceiling)
-//! spreads a fleet of cameras that lost the server at the same instant, so a
-//! control-plane deploy is not followed by a thundering herd.
+//! The reconnect policy (`control_plane::reconnect`) uses it for the slow
+//! ladder after a refused device token. For everything else it was the
+//! policy until issue 13 (`for_failures`, reset on every loss): its first
+//! retry within 0.5 s brought a whole fleet back in the same half second
+//! after a deploy. It stays, unchanged, as the baseline the fleet
+//! simulation (`tests/src/fleet.rs`) compares the new policy against.
 
 use std::time::Duration;
 

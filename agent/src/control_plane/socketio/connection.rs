@@ -2,7 +2,10 @@
 //! whole life, reconnecting forever with backoff.
 //!
 //! Others talk to it through a [`SignalingHandle`] (a bounded channel) and
-//! hear from it through [`SignalingEvent`]s. Emits made while disconnected
+//! hear from it through [`SignalingEvent`]s. When to try again is decided
+//! by the pure policy in [`crate::control_plane::reconnect`]; this task
+//! only tells it what happened (lost while idle or live, failed, refused
+//! with the server's `Retry-After`) and waits as told. Emits made while disconnected
 //! are dropped with a warning: every signal belongs to a live negotiation,
 //! and replaying a stale one after a reconnect would only confuse the peer.
 
@@ -11,18 +14,19 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::{AUTH_RETRY_MAX, Backoff};
+use super::backoff::AUTH_RETRY_MAX;
 use super::codec::{
     EnginePacket, OpenInfo, SocketPacket, decode_engine, decode_socket, encode_engine,
     encode_socket,
 };
 use crate::config::Secret;
+use crate::control_plane::reconnect::{Outcome, Reconnect, ReconnectPolicy, parse_retry_after};
 
 /// How the connection reaches the server.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct SocketSettings {
     pub token: Secret,
     pub connect_timeout: Duration,
     pub reconnect_max: Duration,
+    /// Window of the first attempt after an idle connection was lost.
+    pub reconnect_spread: Duration,
     /// Backoff cap after the server refused the token.
     pub auth_reconnect_max: Duration,
     /// Trust for `wss://` (public roots plus `control_plane.ca_file`).
@@ -53,9 +59,19 @@ impl SocketSettings {
             token,
             connect_timeout: control_plane.request_timeout,
             reconnect_max: control_plane.reconnect_max,
+            reconnect_spread: control_plane.reconnect_spread,
             auth_reconnect_max: AUTH_RETRY_MAX,
             tls: Some(tls),
         })
+    }
+
+    /// The reconnect policy these settings describe.
+    pub fn reconnect_policy(&self) -> ReconnectPolicy {
+        ReconnectPolicy {
+            spread: self.reconnect_spread,
+            max: self.reconnect_max,
+            auth_max: self.auth_reconnect_max,
+        }
     }
 
     /// Derives the websocket URL from the control plane's http(s) base.
@@ -122,15 +138,29 @@ impl SignalingHandle {
     }
 }
 
-/// Starts the connection task.
+/// Starts the connection task of a device that never has live sessions
+/// (a viewer, `doctor`): every loss is an idle one.
 pub fn spawn(
     settings: SocketSettings,
     events: mpsc::Sender<SignalingEvent>,
     cancel: CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) -> SignalingHandle {
+    spawn_watching(settings, watch::channel(0).1, events, cancel, tracker)
+}
+
+/// Starts the connection task; `live_sessions` is the camera's count of
+/// live sessions, read when the socket is lost: a camera with a viewer
+/// retries at once, an idle one within `reconnect_spread`.
+pub fn spawn_watching(
+    settings: SocketSettings,
+    live_sessions: watch::Receiver<usize>,
+    events: mpsc::Sender<SignalingEvent>,
+    cancel: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> SignalingHandle {
     let (tx, rx) = mpsc::channel(64);
-    tracker.spawn(run(settings, events, rx, cancel));
+    tracker.spawn(run(settings, live_sessions, events, rx, cancel));
     SignalingHandle { tx }
 }
 
@@ -138,54 +168,91 @@ pub fn spawn(
 enum End {
     Cancelled,
     AuthRejected,
-    Lost { reason: String, was_connected: bool },
+    /// The upgrade was answered 503 or 429: back-pressure.
+    Refused {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    Lost {
+        reason: String,
+        was_connected: bool,
+    },
 }
 
 async fn run(
     settings: SocketSettings,
+    live_sessions: watch::Receiver<usize>,
     events: mpsc::Sender<SignalingEvent>,
     mut outbound: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::for_failures(settings.reconnect_max);
-    let mut auth_backoff = Backoff::for_refused_token(settings.auth_reconnect_max);
+    let mut policy = Reconnect::new(settings.reconnect_policy());
+    let origin = Instant::now();
     let mut ever_connected = false;
+    let mut auth_refusals: u32 = 0;
     loop {
         let end = connect_once(&settings, &events, &mut outbound, &cancel, ever_connected).await;
+        let now = origin.elapsed();
         let delay = match end {
             End::Cancelled => return,
             End::AuthRejected => {
+                auth_refusals = auth_refusals.saturating_add(1);
+                let delay = policy.next(now, Outcome::AuthRejected, rand::random::<f64>());
                 warn!(
-                    attempt = auth_backoff.attempts() + 1,
+                    attempt = auth_refusals,
                     refused = "device_token",
+                    retry_in_ms = delay.as_millis() as u64,
                     "control plane refused the device token on the signaling socket; \
                      check control_plane.token_file"
                 );
                 let _ = events.send(SignalingEvent::AuthRejected).await;
-                backoff.reset();
-                auth_backoff.next_delay(rand::random::<f64>())
+                delay
+            }
+            End::Refused {
+                status,
+                retry_after,
+            } => {
+                let delay = policy.next(now, Outcome::Refused { retry_after }, rand::random());
+                warn!(
+                    status,
+                    outcome = "refused",
+                    retry_after_ms = retry_after.map(|after| after.as_millis() as u64),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "control plane refused the socket: busy"
+                );
+                delay
             }
             End::Lost {
                 reason,
                 was_connected,
             } => {
-                if was_connected {
+                let live = *live_sessions.borrow();
+                let outcome = if was_connected {
                     ever_connected = true;
-                    backoff.reset();
-                    auth_backoff.reset();
+                    auth_refusals = 0;
                     let _ = events
                         .send(SignalingEvent::Disconnected {
                             reason: reason.clone(),
                         })
                         .await;
-                }
-                let delay = backoff.next_delay(rand::random::<f64>());
-                warn!(%reason, retry_in_ms = delay.as_millis() as u64, "signaling connection lost");
+                    Outcome::Lost { live: live > 0 }
+                } else {
+                    Outcome::Failed
+                };
+                let delay = policy.next(now, outcome, rand::random::<f64>());
+                let outcome = match outcome {
+                    Outcome::Lost { live: true } => "lost_live",
+                    Outcome::Lost { live: false } => "lost_idle",
+                    _ => "failed",
+                };
+                warn!(%reason, outcome, live_sessions = live, retry_in_ms = delay.as_millis() as u64,
+                    "signaling connection lost");
                 delay
             }
         };
-        // Wait out the backoff, refusing emits meanwhile.
-        let wake = Instant::now() + delay;
+        // Wait out the backoff, refusing emits meanwhile. The policy's
+        // windows are anchored at `now`, not at the end of the sends above.
+        let wake = origin + now + delay;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -240,6 +307,15 @@ async fn connect_once(
             Err(_) => return lost("connect timed out".into()),
             Ok(Err(tungstenite::Error::Http(response)))
                 if matches!(response.status().as_u16(), 401 | 403) => return End::AuthRejected,
+            Ok(Err(tungstenite::Error::Http(response)))
+                if matches!(response.status().as_u16(), 429 | 503) => {
+                let retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| parse_retry_after(value, std::time::SystemTime::now()));
+                return End::Refused { status: response.status().as_u16(), retry_after };
+            }
             Ok(Err(err)) => return lost(format!("connect failed: {err}")),
             Ok(Ok(pair)) => pair,
         },

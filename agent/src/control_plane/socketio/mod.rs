@@ -1,6 +1,6 @@
 //! Socket.IO v5 over Engine.IO v4 on a websocket: the pure codec (from the
 //! `protocol` crate), a backoff policy, and the connection task.
 
-pub(crate) mod backoff;
+pub mod backoff;
 pub use protocol::codec;
 pub mod connection;
