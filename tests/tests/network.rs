@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use testbed::harness::{self, Bed};
+use testbed::harness::{self, AgentConfig, Bed};
 use testbed::netem::{self, Blackout, RelayOnly};
 use testbed::standin::{SessionState, StandInConfig};
 use testbed::turn::{self, TurnServer, TurnTransport};
@@ -23,12 +23,50 @@ const CAMERA: (&str, &str) = ("cam-net", "camera-token-net-5d1e");
 const CLIENT: (&str, &str) = ("viewer-net", "client-token-net-77c2");
 
 async fn bed(name: &str, ice_servers: Vec<Value>) -> Bed {
+    bed_with(name, ice_servers, |config| config).await
+}
+
+async fn bed_with(
+    name: &str,
+    ice_servers: Vec<Value>,
+    config: impl FnOnce(AgentConfig) -> AgentConfig,
+) -> Bed {
     harness::require_test_netns();
     let mut standin = StandInConfig::pair(CAMERA, CLIENT);
     standin.ice_servers = ice_servers;
-    Bed::start(name, standin, CAMERA, |config| config.size(640, 480))
+    Bed::start(name, standin, CAMERA, |agent| config(agent.size(640, 480)))
         .await
         .unwrap()
+}
+
+/// A bed whose camera gets `server` over `transport` in `iceServers`. The
+/// camera trusts coturn's self-signed certificate the way an installation
+/// trusts a private CA: `control_plane.ca_file`, which TURN over TLS
+/// shares with the control plane.
+async fn turn_bed(name: &str, server: &TurnServer, transport: TurnTransport) -> Bed {
+    let ca_file = server.cert_pem_path().display().to_string();
+    bed_with(name, server.ice_servers_json(transport), |config| {
+        config.set("control_plane.ca_file", ca_file)
+    })
+    .await
+}
+
+/// The camera's end of the selected pair as the agent logged it for
+/// `session_id` (the "selected pair" record), waiting up to 5 s for it.
+async fn logged_pair(bed: &Bed, session_id: &str) -> Option<Value> {
+    bed.agent
+        .wait_message("selected pair", Some(session_id), Duration::from_secs(5))
+        .await
+        .ok()
+}
+
+/// How the camera's relay reaches coturn, as the agent names it.
+fn relay_leg(transport: TurnTransport) -> &'static str {
+    match transport {
+        TurnTransport::Udp => "udp",
+        TurnTransport::Tcp => "tcp",
+        TurnTransport::Tls => "tls",
+    }
 }
 
 /// Collects what a test found missing, to fail once with all of it.
@@ -88,11 +126,7 @@ async fn stream_through_turn(transport: TurnTransport) {
     harness::require_test_netns();
     let _link = netem::exclusive().await;
     let server = TurnServer::start().await.unwrap();
-    let bed = bed(
-        &format!("turn-{transport:?}"),
-        server.ice_servers_json(transport),
-    )
-    .await;
+    let bed = turn_bed(&format!("turn-{transport:?}"), &server, transport).await;
     // GStreamer's viewer reaches coturn over UDP or TCP; TLS is what the
     // camera is tested for.
     let viewer_transport = match transport {
@@ -120,6 +154,7 @@ async fn stream_through_turn(transport: TurnTransport) {
         .await
         .unwrap();
     let counters = filter.counters().unwrap();
+    let pair = logged_pair(&bed, &id).await;
     hang_up(&bed, &viewer, &id).await;
     viewer.close().await;
     // coturn logs a session's transport and peer counts when it closes.
@@ -131,7 +166,8 @@ async fn stream_through_turn(transport: TurnTransport) {
     eprintln!(
         "TURN/{transport:?}: {} frames, first frame {}, ended {:?}; viewer's pair {:?}; \
          filter {counters:?}; coturn: {} allocations, {} permissions, {} channel binds; \
-         camera sessions {camera_sessions:?}; viewer sessions {viewer_sessions:?}",
+         camera sessions {camera_sessions:?}; viewer sessions {viewer_sessions:?}; \
+         the agent's selected pair {pair:?}",
         report.stats.frames,
         ms(report.stats.first_frame),
         report.ended,
@@ -179,6 +215,23 @@ async fn stream_through_turn(transport: TurnTransport) {
                 "the camera's end of the selected pair {:?} is not one of its relay ports \
                  {camera_relays:?}",
                 report.selected_pair
+            )
+        },
+    );
+    // The agent's own view: its end is a relay, reached over `transport`.
+    let local = pair
+        .as_ref()
+        .map(|pair| (pair["local_type"].clone(), pair["local_relay_protocol"].clone()));
+    verdict.check(
+        local
+            == Some((
+                Value::from("relay"),
+                Value::from(relay_leg(transport)),
+            )),
+        || {
+            format!(
+                "the agent logged its end of the selected pair as {local:?}, not a relay over {}",
+                relay_leg(transport)
             )
         },
     );
