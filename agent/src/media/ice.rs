@@ -42,17 +42,15 @@ fn nice_agent(webrtcbin: &gst::Element) -> Option<glib::Object> {
 
 const RETRANSMISSIONS: &str = "stun-max-retransmissions";
 
-/// STUN transmissions of one connectivity check while ICE looks for a
-/// pair. The camera is ICE-controlling with libnice's regular nomination
-/// (webrtcbin sets it at construction): with a single working pair it
-/// nominates only once every higher-priority pair has failed. When only a
-/// relay gets through, the camera's host candidate paired with the
+/// STUN transmissions of one connectivity check while the camera's checks
+/// run unanswered. The camera is ICE-controlling with libnice's regular
+/// nomination (webrtcbin sets it at construction): with a single working
+/// pair it nominates only once every higher-priority pair has failed. When
+/// only a relay gets through, the camera's host candidate paired with the
 /// viewer's relay outranks its own relay, and that check fails only after
-/// libnice's whole retransmission schedule: RTO 500 ms (libnice's floor),
-/// then 1000 ms, then 500 ms with the default of 3, so 2 s before the
-/// first frame. With 1 it fails after 500 ms. A check lost on a lossy link
-/// is not final: the viewer's own checks make libnice check the pair again
-/// (a triggered check), also for a pair that had failed.
+/// libnice's whole retransmission schedule: RTO 500 ms (libnice's floor,
+/// not configurable), then 1000 ms, then 500 ms with the default of 3, so
+/// 2 s before the first frame. Sent once, it fails after 500 ms.
 const CHECK_RETRANSMISSIONS: u32 = 1;
 
 /// Where ICE is, as far as the retransmission count goes.
@@ -62,11 +60,19 @@ enum Phase {
     /// and a relay lost to one dropped Allocate is lost for the session.
     #[default]
     Gathering,
-    /// Gathering is complete, checks run: fail hopeless pairs fast.
+    /// Gathering is complete and no check of the viewer has arrived yet:
+    /// the camera's first checks go out once, so hopeless pairs fail fast.
     Checking,
-    /// A pair is selected. TURN refreshes and keepalives use the count
-    /// too: one lost refresh must not end a relay on a lossy link.
-    Connected,
+    /// A check of the viewer arrived, or ICE connected: libnice's default.
+    /// The camera nominates its pair with one more check, and libnice 0.1.21
+    /// never nominates again once that check failed (the component waits
+    /// for a triggered check the viewer may never cause), so that check
+    /// must keep its retransmissions. On the direct path the viewer's
+    /// checks arrive first; when only a relay gets through, the first one
+    /// comes through the relays some 40 ms in, long before the hopeless
+    /// pair's 500 ms are up and the nomination follows. TURN refreshes and
+    /// keepalives use the count too: one lost refresh must not end a relay.
+    Settled,
 }
 
 /// The retransmission count by phase (pure): each event says what to set.
@@ -79,25 +85,25 @@ impl CheckPacing {
     /// Local gathering completed; `Some(count)` to set.
     fn gathering_complete(&mut self, default: u32) -> Option<u32> {
         if self.phase != Phase::Gathering {
-            // ICE connected before gathering ended (a host pair beat the
-            // TURN allocation): nothing to speed up any more.
+            // The viewer's checks or ICE came first: nothing to speed up.
             return None;
         }
         self.phase = Phase::Checking;
         (CHECK_RETRANSMISSIONS < default).then_some(CHECK_RETRANSMISSIONS)
     }
 
-    /// ICE connected; `Some(count)` to set.
-    fn connected(&mut self, default: u32) -> Option<u32> {
-        let was = std::mem::replace(&mut self.phase, Phase::Connected);
+    /// The viewer's first check arrived, or ICE connected; `Some(count)`
+    /// to set.
+    fn settled(&mut self, default: u32) -> Option<u32> {
+        let was = std::mem::replace(&mut self.phase, Phase::Settled);
         (was == Phase::Checking && CHECK_RETRANSMISSIONS < default).then_some(default)
     }
 }
 
-/// Lowers libnice's STUN retransmissions for the connectivity checks only:
-/// from local gathering complete until ICE connects (see
-/// [`CHECK_RETRANSMISSIONS`]). The count a check uses is fixed when it is
-/// sent, so restoring it later never stretches a check already running.
+/// Lowers libnice's STUN retransmissions for the camera's first checks
+/// only: from local gathering complete until the viewer's first check
+/// arrives or ICE connects (see [`Phase`]). The count a check uses is
+/// fixed when it is sent, so restoring it never stretches a running check.
 pub(super) struct CheckRetransmissions {
     /// libnice's own default, read before anything changed it.
     default: u32,
@@ -105,29 +111,46 @@ pub(super) struct CheckRetransmissions {
 }
 
 impl CheckRetransmissions {
-    /// `None` if this libnice has no such property.
-    pub(super) fn new(webrtcbin: &gst::Element) -> Option<Self> {
+    /// Watches the agent of `webrtcbin` for the viewer's first check;
+    /// `None` if this libnice has no such property. The signal handler
+    /// holds no GStreamer object, so it keeps nothing alive.
+    pub(super) fn new(webrtcbin: &gst::Element) -> Option<std::sync::Arc<Self>> {
         let agent = nice_agent(webrtcbin)?;
         agent.find_property(RETRANSMISSIONS)?;
-        Some(Self {
+        let this = std::sync::Arc::new(Self {
             default: agent.property::<u32>(RETRANSMISSIONS),
             pacing: Mutex::default(),
-        })
+        });
+        let watcher = this.clone();
+        // libnice emits its signals after releasing its lock, so setting
+        // a property from the handler is safe.
+        agent.connect("initial-binding-request-received", false, move |values| {
+            if let Some(agent) = values
+                .first()
+                .and_then(|value| value.get::<glib::Object>().ok())
+            {
+                watcher.apply(&agent, CheckPacing::settled);
+            }
+            None
+        });
+        Some(this)
     }
 
     pub(super) fn gathering_complete(&self, webrtcbin: &gst::Element) {
-        self.apply(webrtcbin, |pacing, default| {
-            pacing.gathering_complete(default)
-        });
+        if let Some(agent) = nice_agent(webrtcbin) {
+            self.apply(&agent, CheckPacing::gathering_complete);
+        }
     }
 
     pub(super) fn connected(&self, webrtcbin: &gst::Element) {
-        self.apply(webrtcbin, |pacing, default| pacing.connected(default));
+        if let Some(agent) = nice_agent(webrtcbin) {
+            self.apply(&agent, CheckPacing::settled);
+        }
     }
 
     fn apply(
         &self,
-        webrtcbin: &gst::Element,
+        agent: &glib::Object,
         event: impl FnOnce(&mut CheckPacing, u32) -> Option<u32>,
     ) {
         // Poisoning cannot leave a phase inconsistent. The lock is held
@@ -136,9 +159,7 @@ impl CheckRetransmissions {
             .pacing
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = event(&mut pacing, self.default)
-            && let Some(agent) = nice_agent(webrtcbin)
-        {
+        if let Some(count) = event(&mut pacing, self.default) {
             tracing::debug!(count, phase = ?pacing.phase, "STUN retransmissions");
             agent.set_property(RETRANSMISSIONS, count);
         }
@@ -166,23 +187,25 @@ mod tests {
     }
 
     #[test]
-    fn checks_retransmit_less_only_between_gathering_and_connected() {
+    fn checks_go_out_once_only_between_gathering_and_the_viewers_first_check() {
         let mut pacing = CheckPacing::default();
         assert_eq!(pacing.gathering_complete(3), Some(CHECK_RETRANSMISSIONS));
-        assert_eq!(pacing.connected(3), Some(3));
-        // Reconnecting after a blip keeps the default.
-        assert_eq!(pacing.connected(3), None);
+        assert_eq!(pacing.settled(3), Some(3));
+        // ICE connecting after the viewer's check, or again after a blip,
+        // keeps the default.
+        assert_eq!(pacing.settled(3), None);
         assert_eq!(pacing.gathering_complete(3), None);
 
-        // Connected before gathering completed: never lowered.
+        // The viewer's check (or ICE) before gathering completed: never
+        // lowered.
         let mut pacing = CheckPacing::default();
-        assert_eq!(pacing.connected(3), None);
+        assert_eq!(pacing.settled(3), None);
         assert_eq!(pacing.gathering_complete(3), None);
 
         // A default already as low: nothing to change.
         let mut pacing = CheckPacing::default();
         assert_eq!(pacing.gathering_complete(1), None);
-        assert_eq!(pacing.connected(1), None);
+        assert_eq!(pacing.settled(1), None);
     }
 
     #[test]
@@ -198,6 +221,9 @@ mod tests {
             agent.property::<u32>(RETRANSMISSIONS),
             CHECK_RETRANSMISSIONS
         );
+        // What libnice emits when the viewer's first check arrives.
+        agent.emit_by_name::<()>("initial-binding-request-received", &[&1u32]);
+        assert_eq!(agent.property::<u32>(RETRANSMISSIONS), default);
         retransmissions.connected(&webrtcbin);
         assert_eq!(agent.property::<u32>(RETRANSMISSIONS), default);
     }

@@ -306,7 +306,7 @@ impl MediaSession {
         });
         // Both notifications come from webrtcbin's own thread, outside
         // libnice's lock, so setting the agent's properties there is safe.
-        let retransmissions = CheckRetransmissions::new(webrtcbin).map(Arc::new);
+        let retransmissions = CheckRetransmissions::new(webrtcbin);
         let tx = events.clone();
         let checks = retransmissions.clone();
         webrtcbin.connect_notify(Some("ice-gathering-state"), move |element, _| {

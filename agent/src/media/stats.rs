@@ -85,7 +85,9 @@ fn candidate(
     let mut relay_protocol = stats.get::<String>("relay-protocol").ok();
     if let Some(tls_tunnels) = tls_tunnels
         && kind == "relay"
-        && relay_protocol.as_deref().is_none_or(|protocol| protocol == "none")
+        && relay_protocol
+            .as_deref()
+            .is_none_or(|protocol| protocol == "none")
     {
         let server = stats.get::<String>("url").ok();
         relay_protocol = relay_leg(
@@ -110,7 +112,11 @@ fn candidate(
 /// priority), and reports the TURN server's address as the candidate's
 /// `url`; a TCP relay whose server is one of the session's local TLS
 /// tunnels (`turn_tls`) reaches the real server over TLS.
-fn relay_leg(priority: Option<u32>, server: Option<&str>, tls_tunnels: &[IpAddr]) -> Option<&'static str> {
+fn relay_leg(
+    priority: Option<u32>,
+    server: Option<&str>,
+    tls_tunnels: &[IpAddr],
+) -> Option<&'static str> {
     match priority? >> 24 {
         30 => Some("udp"),
         20 => {
@@ -164,11 +170,10 @@ impl LinkStats {
                     let local = stats.get::<String>("local-candidate-id").ok();
                     let remote = stats.get::<String>("remote-candidate-id").ok();
                     if let (Some(local), Some(remote)) = (local, remote)
-                        && let (Some(local), Some(remote)) =
-                            (
-                                candidate(report, &local, Some(tls_tunnels)),
-                                candidate(report, &remote, None),
-                            )
+                        && let (Some(local), Some(remote)) = (
+                            candidate(report, &local, Some(tls_tunnels)),
+                            candidate(report, &remote, None),
+                        )
                     {
                         link.selected_pair = Some(SelectedPair { local, remote });
                     }

@@ -93,9 +93,7 @@ impl TurnsServer {
             .ok_or(TurnsUrlError::NoCredentials)?;
         let (host, port) = match address.strip_prefix('[') {
             Some(bracketed) => {
-                let (host, after) = bracketed
-                    .split_once(']')
-                    .ok_or(TurnsUrlError::BadAddress)?;
+                let (host, after) = bracketed.split_once(']').ok_or(TurnsUrlError::BadAddress)?;
                 host.parse::<Ipv6Addr>()
                     .map_err(|_| TurnsUrlError::BadAddress)?;
                 (host, after.strip_prefix(':'))

@@ -17,7 +17,9 @@ fn turns_urls_parse_with_defaults_and_without_leaking_credentials() {
     );
     assert!(!format!("{server:?}").contains("p%3Aw"));
 
-    let server = TurnsServer::parse("turns://a:b@turn.example").unwrap().unwrap();
+    let server = TurnsServer::parse("turns://a:b@turn.example")
+        .unwrap()
+        .unwrap();
     assert_eq!((server.host.as_str(), server.port), ("turn.example", 5349));
     assert_eq!(server.loopback(), IpAddr::V4(Ipv4Addr::LOCALHOST));
 
