@@ -273,6 +273,84 @@ async fn turn_over_tls_carries_the_video_when_all_udp_is_blocked() {
     stream_through_turn(TurnTransport::Tls).await;
 }
 
+/// TURN over TLS verifies the server: without coturn's certificate among
+/// the trusted roots (no `control_plane.ca_file`) the camera must not use
+/// it, neither over TLS nor by falling back to plain TCP on the TLS port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_over_tls_is_not_used_when_the_certificate_is_not_trusted() {
+    harness::require_test_netns();
+    let _link = netem::exclusive().await;
+    let server = TurnServer::start().await.unwrap();
+    let bed = bed(
+        "turn-untrusted",
+        server.ice_servers_json(TurnTransport::Tls),
+    )
+    .await;
+    let _filter = RelayOnly::tcp(turn::RELAY_PORTS).unwrap();
+    let mut viewer = Viewer::connect_with(
+        &bed.standin.url(),
+        CLIENT.1,
+        relay_viewer(&server, TurnTransport::Tcp),
+    )
+    .await
+    .unwrap();
+    let requested = Instant::now();
+    let id = viewer.request(CAMERA.0).await.unwrap();
+    let refused = bed
+        .agent
+        .wait_message(
+            "TURN over TLS: no connection to the server",
+            Some(&id),
+            Duration::from_secs(10),
+        )
+        .await;
+    let report = viewer
+        .play_for(&id, requested, Duration::from_secs(3))
+        .await
+        .unwrap();
+    if report.ended.is_none() {
+        hang_up(&bed, &viewer, &id).await;
+    }
+    viewer.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = server.log();
+    let camera = server.camera_user().username.clone();
+    let camera_sessions: Vec<_> = log
+        .sessions
+        .iter()
+        .filter(|session| session.username == camera)
+        .collect();
+    eprintln!(
+        "untrusted TURN/TLS: {} frames; agent {refused:?}; camera's coturn sessions \
+         {camera_sessions:?}",
+        report.stats.frames
+    );
+    let mut verdict = Verdict::default();
+    let failure = refused
+        .as_ref()
+        .ok()
+        .map(|record| record["failure"].clone());
+    verdict.check(failure == Some(Value::from("certificate")), || {
+        format!("no certificate failure logged for the TLS server: {refused:?}")
+    });
+    verdict.check(camera_sessions.is_empty(), || {
+        format!("the camera reached coturn without a trusted TLS session: {camera_sessions:?}")
+    });
+    verdict.check(report.stats.frames == 0, || {
+        format!(
+            "{} frames decoded with no trusted relay: which path?",
+            report.stats.frames
+        )
+    });
+    verdict.finish(|| {
+        format!(
+            "agent log (last 30 lines):\n{}\ncoturn log:\n{}",
+            agent_tail(&bed, 30),
+            server.log_text()
+        )
+    });
+}
+
 fn median(values: &[Duration]) -> Option<Duration> {
     let mut sorted = values.to_vec();
     sorted.sort();

@@ -34,8 +34,6 @@ use crate::control_plane::tls::{ExtraRoots, TlsError};
 
 /// RFC 7065's default port for `turns:`.
 pub const DEFAULT_TURNS_PORT: u16 = 5349;
-/// RFC 7443's ALPN protocol for TURN over TLS.
-const ALPN_TURN: &[u8] = b"stun.turn";
 /// Bound on the TCP connect to the TURN server, and on the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -150,12 +148,11 @@ impl TurnsServer {
 }
 
 /// The TLS client configuration for TURN servers: the control plane's
-/// roots, and ALPN `stun.turn` so a server or proxy multiplexing port 443
-/// can tell TURN from HTTPS.
+/// roots (web PKI plus `control_plane.ca_file`). Like browsers, no ALPN
+/// is offered (RFC 7443's `stun.turn` is optional, and a server that knows
+/// other protocols only could refuse the handshake); SNI names a DNS host.
 pub fn client_config(roots: &ExtraRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut config = (*roots.client_config()?).clone();
-    config.alpn_protocols = vec![ALPN_TURN.to_vec()];
-    Ok(Arc::new(config))
+    roots.client_config()
 }
 
 /// One session's tunnels. Dropping it cancels them; [`TlsTunnels::close`]
@@ -301,6 +298,30 @@ enum TunnelError {
     Timeout(Duration),
 }
 
+impl TunnelError {
+    /// A stable name for the logs: `certificate` when the server's
+    /// certificate or name did not verify.
+    fn code(&self) -> &'static str {
+        match self {
+            TunnelError::Resolve(_) | TunnelError::NoAddress => "resolve",
+            TunnelError::Connect(_) => "connect",
+            TunnelError::ServerName => "server_name",
+            TunnelError::Handshake(err) => {
+                let certificate = err
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+                if certificate {
+                    "certificate"
+                } else {
+                    "handshake"
+                }
+            }
+            TunnelError::Timeout(_) => "timeout",
+        }
+    }
+}
+
 /// One connection from libnice: TLS to the server, then bytes both ways
 /// until either side closes.
 async fn relay(mut local: TcpStream, target: Arc<Target>, connector: TlsConnector) {
@@ -309,8 +330,8 @@ async fn relay(mut local: TcpStream, target: Arc<Target>, connector: TlsConnecto
     let mut tls = match connect(server, &connector).await {
         Ok(tls) => tls,
         Err(err) => {
-            warn!(%session_id, server = %server.address(), error = %err,
-                "TURN over TLS: no connection to the server");
+            warn!(%session_id, server = %server.address(), failure = err.code(),
+                error = %err, "TURN over TLS: no connection to the server");
             return;
         }
     };

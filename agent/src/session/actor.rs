@@ -48,8 +48,8 @@ pub struct SessionContext {
     pub media: MediaConfig,
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
-    /// TLS to `turns:` servers: the control plane's trust plus ALPN
-    /// `stun.turn` (see `media::turn_tls`).
+    /// TLS to `turns:` servers, with the control plane's trust (see
+    /// `media::turn_tls`).
     pub turn_tls: Arc<rustls::ClientConfig>,
     pub policy: SessionPolicy,
     /// Bound on the REST `end` call during teardown.
