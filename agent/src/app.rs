@@ -131,6 +131,7 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
         },
         stun_servers: settings.webrtc.stun_servers.clone(),
         turn_servers: settings.webrtc.turn_servers.clone(),
+        turn_tls: crate::media::turn_tls::client_config(&roots)?,
         policy: SessionPolicy {
             timings: SessionTimings {
                 answer_timeout: settings.session.answer_timeout,

@@ -116,6 +116,7 @@ pub struct TurnServer {
     viewer: TurnUser,
     log_path: PathBuf,
     cert_der: Vec<u8>,
+    cert_path: PathBuf,
     /// Holds the config, key and log until the server is dropped.
     _scratch: Scratch,
 }
@@ -179,6 +180,7 @@ impl TurnServer {
             viewer,
             log_path,
             cert_der: cert.der().to_vec(),
+            cert_path,
             _scratch: scratch,
         };
         server.wait_ready(Duration::from_secs(10)).await?;
@@ -245,6 +247,12 @@ impl TurnServer {
     /// The self-signed certificate served on the TLS port (DER).
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
+    }
+
+    /// The same certificate as a PEM file, for a client's trusted roots
+    /// (the agent's `control_plane.ca_file`).
+    pub fn cert_pem_path(&self) -> &std::path::Path {
+        &self.cert_path
     }
 
     /// coturn's log so far, passwords scrubbed.

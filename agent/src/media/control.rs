@@ -48,12 +48,13 @@ impl MediaSession {
     /// `MediaEvent::Stats` with the RTCP count filled in.
     pub fn request_stats(&self, events: mpsc::Sender<MediaEvent>) {
         let rtcp_received = self.rtcp_received.clone();
+        let tls_tunnels = self.tls_tunnels.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
             let Ok(Some(report)) = reply else {
                 tracing::debug!("get-stats gave no reply");
                 return;
             };
-            let mut stats = LinkStats::from_report(report);
+            let mut stats = LinkStats::from_report(report, &tls_tunnels);
             stats.rtcp_received = rtcp_received.load(Ordering::Relaxed);
             forward(&events, MediaEvent::Stats(Box::new(stats)));
         });

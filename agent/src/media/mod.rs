@@ -3,8 +3,10 @@
 pub mod control;
 pub(crate) mod dtls;
 pub mod elements;
+mod ice;
 pub mod pipeline;
 pub mod runtime;
 pub mod sdp;
 pub mod stats;
 pub mod test_encode;
+pub mod turn_tls;

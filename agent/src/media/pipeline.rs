@@ -20,6 +20,7 @@ use hw::PipelinePlan;
 
 use super::dtls::DtlsIdentity;
 use super::elements::{MediaError, build_chain, link_chain, make, set_str_property};
+use super::ice::{CheckRetransmissions, tune_ice};
 use super::sdp::IceUrls;
 use super::stats::LinkStats;
 
@@ -69,6 +70,8 @@ pub struct MediaSession {
     /// RTCP packets received from the viewer, counted on a GStreamer
     /// thread: their absence is how a dead media path shows.
     pub(super) rtcp_received: Arc<AtomicU64>,
+    /// Where the session's TURN TLS tunnels listen, to name the relay leg.
+    pub(super) tls_tunnels: Arc<[IpAddr]>,
     stopped: bool,
 }
 
@@ -77,32 +80,6 @@ pub(super) fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     // dropping is better than blocking a streaming thread.
     if let Err(err) = events.try_send(event) {
         tracing::warn!(error = %err, "media event dropped");
-    }
-}
-
-/// libnice paces connectivity checks 20 ms apart and also pairs TCP
-/// candidates that browsers ignore. Checks 5 ms apart (RFC 8445's floor
-/// for Ta) over UDP only cut the time from the answer to ICE connected,
-/// the largest part of the viewer's wait (median first frame 138-180 ms
-/// before, 102-107 ms after, docs/benchmarks.md).
-fn tune_ice(webrtcbin: &gst::Element) {
-    let ice = webrtcbin.property::<glib::Object>("ice-agent");
-    if ice.find_property("ice-tcp").is_some() {
-        ice.set_property("ice-tcp", false);
-    }
-    if ice.find_property("agent").is_some() {
-        let agent = ice.property::<glib::Object>("agent");
-        if agent.find_property("stun-pacing-timer").is_some() {
-            agent.set_property("stun-pacing-timer", 5u32);
-        }
-        // libnice would otherwise search the LAN for a UPnP gateway (SSDP
-        // multicast) and ask it to forward a port to the camera: a silent
-        // hole in the site's router that nobody configured. Reachability
-        // comes from the host candidates and the STUN/TURN servers given.
-        if agent.find_property("upnp").is_some() {
-            tracing::debug!(was = agent.property::<bool>("upnp"), "UPnP off");
-            agent.set_property("upnp", false);
-        }
     }
 }
 
@@ -181,6 +158,7 @@ impl MediaSession {
             encoder: None,
             adapt: None,
             rtcp_received: Arc::default(),
+            tls_tunnels: config.ice.tls_tunnels.as_slice().into(),
             stopped: false,
         };
         session.install_bus_handler(events.clone());
@@ -326,10 +304,17 @@ impl MediaSession {
             }
             None
         });
+        // Both notifications come from webrtcbin's own thread, outside
+        // libnice's lock, so setting the agent's properties there is safe.
+        let retransmissions = CheckRetransmissions::new(webrtcbin);
         let tx = events.clone();
+        let checks = retransmissions.clone();
         webrtcbin.connect_notify(Some("ice-gathering-state"), move |element, _| {
             let state = element.property::<WebRTCICEGatheringState>("ice-gathering-state");
             if state == WebRTCICEGatheringState::Complete {
+                if let Some(checks) = &checks {
+                    checks.gathering_complete(element);
+                }
                 forward(&tx, MediaEvent::GatheringComplete);
             }
         });
@@ -342,6 +327,9 @@ impl MediaSession {
                 state,
                 WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
             ) {
+                if let Some(checks) = &retransmissions {
+                    checks.connected(element);
+                }
                 flag.store(true, Ordering::Release);
             }
             forward(&tx, MediaEvent::IceState(state));
@@ -582,19 +570,5 @@ mod tests {
             .property::<gst::Caps>("caps");
         assert_eq!(caps.structure(0).unwrap().get::<i32>("width").unwrap(), 160);
         session.stop();
-    }
-
-    #[test]
-    fn ice_is_tuned_udp_only_fast_paced_and_without_upnp() {
-        init_gstreamer().unwrap();
-        let webrtcbin = make("webrtcbin").unwrap();
-        let ice = webrtcbin.property::<glib::Object>("ice-agent");
-        let agent = ice.property::<glib::Object>("agent");
-        // libnice's defaults, which the agent must change.
-        assert!(agent.property::<bool>("upnp"));
-        tune_ice(&webrtcbin);
-        assert!(!agent.property::<bool>("upnp"), "UPnP port mapping left on");
-        assert!(!ice.property::<bool>("ice-tcp"));
-        assert_eq!(agent.property::<u32>("stun-pacing-timer"), 5);
     }
 }

@@ -40,6 +40,10 @@ pub struct IceUrls {
     pub stun: Option<String>,
     /// `turn(s)://user:pass@host:port`.
     pub turn: Vec<String>,
+    /// Addresses of the session's local TLS tunnels standing in for its
+    /// `turns:` servers (see `turn_tls`): a relay candidate whose TURN
+    /// server is one of them reaches its server over TLS.
+    pub tls_tunnels: Vec<std::net::IpAddr>,
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters, for the

@@ -7,6 +7,8 @@
 //! fields GStreamer 1.22 fills (`gstwebrtcstats.c`). Anything missing stays
 //! `None`: a viewer without TWCC, or a report taken before the first RTCP.
 
+use std::net::IpAddr;
+
 use gst_webrtc::WebRTCStatsType;
 
 /// Transport-wide congestion control figures over the last feedback window,
@@ -71,13 +73,60 @@ fn kind_of(stats: &gst::StructureRef) -> Option<WebRTCStatsType> {
     stats.get::<WebRTCStatsType>("type").ok()
 }
 
-fn candidate(report: &gst::StructureRef, id: &str) -> Option<CandidateInfo> {
+/// A candidate of the report; `tls_tunnels` for the local one (see
+/// [`relay_leg`]), `None` for the remote one.
+fn candidate(
+    report: &gst::StructureRef,
+    id: &str,
+    tls_tunnels: Option<&[IpAddr]>,
+) -> Option<CandidateInfo> {
     let stats = report.get::<gst::Structure>(id).ok()?;
+    let kind = stats.get::<String>("candidate-type").ok()?;
+    let mut relay_protocol = stats.get::<String>("relay-protocol").ok();
+    if let Some(tls_tunnels) = tls_tunnels
+        && kind == "relay"
+        && relay_protocol
+            .as_deref()
+            .is_none_or(|protocol| protocol == "none")
+    {
+        let server = stats.get::<String>("url").ok();
+        relay_protocol = relay_leg(
+            stats.get::<u32>("priority").ok(),
+            server.as_deref(),
+            tls_tunnels,
+        )
+        .map(str::to_owned)
+        .or(relay_protocol);
+    }
     Some(CandidateInfo {
-        kind: stats.get::<String>("candidate-type").ok()?,
+        kind,
         protocol: stats.get::<String>("protocol").unwrap_or_default(),
-        relay_protocol: stats.get::<String>("relay-protocol").ok(),
+        relay_protocol,
     })
+}
+
+/// How the camera's relay candidate reaches its TURN server: `udp`, `tcp`
+/// or `tls`. webrtcbin 1.22 says `none` for every server added with
+/// `add-turn-server`, but its figures tell: libnice gives a relay over UDP
+/// the type preference 30 and one over TCP 20 (the top byte of the
+/// priority), and reports the TURN server's address as the candidate's
+/// `url`; a TCP relay whose server is one of the session's local TLS
+/// tunnels (`turn_tls`) reaches the real server over TLS.
+fn relay_leg(
+    priority: Option<u32>,
+    server: Option<&str>,
+    tls_tunnels: &[IpAddr],
+) -> Option<&'static str> {
+    match priority? >> 24 {
+        30 => Some("udp"),
+        20 => {
+            let tunnelled = server
+                .and_then(|server| server.parse::<IpAddr>().ok())
+                .is_some_and(|server| tls_tunnels.contains(&server));
+            Some(if tunnelled { "tls" } else { "tcp" })
+        }
+        _ => None,
+    }
 }
 
 fn twcc(stats: &gst::StructureRef) -> Option<TwccFigures> {
@@ -95,8 +144,9 @@ fn twcc(stats: &gst::StructureRef) -> Option<TwccFigures> {
 }
 
 impl LinkStats {
-    /// Reads a `get-stats` reply.
-    pub fn from_report(report: &gst::StructureRef) -> Self {
+    /// Reads a `get-stats` reply; `tls_tunnels` are the addresses of the
+    /// session's TURN TLS tunnels.
+    pub fn from_report(report: &gst::StructureRef, tls_tunnels: &[IpAddr]) -> Self {
         let mut link = LinkStats::default();
         for stats in structures(report) {
             match kind_of(&stats) {
@@ -120,8 +170,10 @@ impl LinkStats {
                     let local = stats.get::<String>("local-candidate-id").ok();
                     let remote = stats.get::<String>("remote-candidate-id").ok();
                     if let (Some(local), Some(remote)) = (local, remote)
-                        && let (Some(local), Some(remote)) =
-                            (candidate(report, &local), candidate(report, &remote))
+                        && let (Some(local), Some(remote)) = (
+                            candidate(report, &local, Some(tls_tunnels)),
+                            candidate(report, &remote, None),
+                        )
                     {
                         link.selected_pair = Some(SelectedPair { local, remote });
                     }
@@ -186,7 +238,7 @@ mod tests {
 
     #[test]
     fn reads_twcc_rtcp_counters_and_the_selected_pair() {
-        let link = LinkStats::from_report(&report());
+        let link = LinkStats::from_report(&report(), &[]);
         assert_eq!(
             link.twcc,
             Some(TwccFigures {
@@ -209,10 +261,50 @@ mod tests {
         assert_eq!(pair.remote.kind, "prflx");
     }
 
+    /// A report whose selected local candidate is a relay as webrtcbin
+    /// 1.22 reports it: relay-protocol "none", libnice's priority and the
+    /// TURN server's address as `url`.
+    fn relay_report(priority: u32, server: &str) -> gst::Structure {
+        let mut report = report();
+        let local = gst::Structure::builder("ice-candidate-local_1")
+            .field("type", WebRTCStatsType::LocalCandidate)
+            .field("candidate-type", "relay")
+            .field("protocol", "udp")
+            .field("relay-protocol", "none")
+            .field("priority", priority)
+            .field("url", server)
+            .build();
+        report.set("ice-candidate-local_1", local);
+        report
+    }
+
+    #[test]
+    fn the_relay_leg_is_told_from_libnice_figures() {
+        let tunnels: [IpAddr; 1] = ["127.0.0.1".parse().unwrap()];
+        for (priority, server, leg) in [
+            // Type preference 30 (TURN over UDP), 20 (over TCP).
+            ((30 << 24) | (65535 << 8) | 255, "10.213.0.1", "udp"),
+            ((20 << 24) | (65535 << 8) | 255, "10.213.0.1", "tcp"),
+            ((20 << 24) | (65535 << 8) | 255, "127.0.0.1", "tls"),
+        ] {
+            let link = LinkStats::from_report(&relay_report(priority, server), &tunnels);
+            let pair = link.selected_pair.unwrap();
+            assert_eq!(pair.local.relay_protocol.as_deref(), Some(leg), "{server}");
+            assert_eq!(pair.remote.relay_protocol, None);
+        }
+        // Without figures to tell by, webrtcbin's word stays.
+        let link = LinkStats::from_report(&relay_report(100 << 24, "x"), &tunnels);
+        assert_eq!(
+            link.selected_pair.unwrap().local.relay_protocol.as_deref(),
+            Some("none")
+        );
+        assert_eq!(relay_leg(None, None, &[]), None);
+    }
+
     #[test]
     fn an_early_report_has_no_feedback() {
         gst::init().unwrap();
         let empty = gst::Structure::new_empty("application/x-webrtc-stats");
-        assert_eq!(LinkStats::from_report(&empty), LinkStats::default());
+        assert_eq!(LinkStats::from_report(&empty, &[]), LinkStats::default());
     }
 }

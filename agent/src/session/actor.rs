@@ -27,6 +27,7 @@ use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::SignalingHandle;
 use crate::media::pipeline::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::sdp;
+use crate::media::turn_tls::TlsTunnels;
 
 /// What the supervisor tells a session.
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub struct SessionContext {
     pub media: MediaConfig,
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
+    /// TLS to `turns:` servers, with the control plane's trust (see
+    /// `media::turn_tls`).
+    pub turn_tls: Arc<rustls::ClientConfig>,
     pub policy: SessionPolicy,
     /// Bound on the REST `end` call during teardown.
     pub end_timeout: Duration,
@@ -100,6 +104,9 @@ struct Session {
     media: Option<MediaSession>,
     media_tx: mpsc::Sender<MediaEvent>,
     deadlines: Deadlines,
+    /// Local TLS tunnels to the session's `turns:` servers; closed at
+    /// teardown (and cancelled on drop, should the task be aborted).
+    tunnels: TlsTunnels,
 }
 
 /// Runs a session to its end and returns why it ended.
@@ -112,6 +119,7 @@ pub async fn run(
     let (media_tx, mut media_rx) = mpsc::channel(256);
     let mut session = Session {
         machine: Machine::new(ctx.policy),
+        tunnels: TlsTunnels::new(ctx.turn_tls.clone()),
         ctx,
         id: request.session_id,
         client_id: request.client_id,
@@ -255,6 +263,8 @@ impl Session {
                 if let Some(mut media) = self.media.take() {
                     media.stop();
                 }
+                // After the pipeline: libnice's sockets are closed by now.
+                self.tunnels.close().await;
                 let cause = match self.machine.phase() {
                     Phase::Ending(cause) => cause.to_string(),
                     _ => String::new(),
@@ -288,11 +298,14 @@ impl Session {
     fn start_media(&mut self) -> Option<Input> {
         let name = format!("session-{}", self.id);
         let mut media = self.ctx.media.clone();
-        media.ice = sdp::ice_urls(
+        let urls = sdp::ice_urls(
             &self.ice_servers,
             &self.ctx.stun_servers,
             &self.ctx.turn_servers,
         );
+        // libnice gets `turns:` servers as local tunnels it reaches over
+        // plain TCP; the tunnels speak TLS to the real servers.
+        media.ice = self.tunnels.route(urls, &self.id);
         match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
             Ok(session) => {
                 self.media = Some(session);
