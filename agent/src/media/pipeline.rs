@@ -242,7 +242,7 @@ impl MediaSession {
         }
         session.count_viewer_rtcp();
 
-        session.connect_webrtc_signals(&sink_pad, events);
+        session.connect_webrtc_signals(&sink_pad, events, !config.ice.turn.is_empty());
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|err| MediaError::Start(err.to_string()))?;
@@ -288,7 +288,16 @@ impl MediaSession {
         });
     }
 
-    fn connect_webrtc_signals(&self, sink_pad: &gst::Pad, events: mpsc::Sender<MediaEvent>) {
+    /// `relays`: the session has TURN servers, so the camera's first checks
+    /// go out once only (see `ice::CheckRetransmissions`). Without one
+    /// nothing waits on a relay pair and libnice keeps its retransmissions:
+    /// under 10 % loss a check sent once fails too often to risk it there.
+    fn connect_webrtc_signals(
+        &self,
+        sink_pad: &gst::Pad,
+        events: mpsc::Sender<MediaEvent>,
+        relays: bool,
+    ) {
         let webrtcbin = &self.webrtcbin;
         let tx = events.clone();
         webrtcbin.connect("on-negotiation-needed", false, move |_| {
@@ -306,7 +315,9 @@ impl MediaSession {
         });
         // Both notifications come from webrtcbin's own thread, outside
         // libnice's lock, so setting the agent's properties there is safe.
-        let retransmissions = CheckRetransmissions::new(webrtcbin);
+        let retransmissions = relays
+            .then(|| CheckRetransmissions::new(webrtcbin))
+            .flatten();
         let tx = events.clone();
         let checks = retransmissions.clone();
         webrtcbin.connect_notify(Some("ice-gathering-state"), move |element, _| {
