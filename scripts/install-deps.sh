@@ -15,9 +15,16 @@ apt-get install -y --no-install-recommends \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools \
   python3 python3-pip \
-  chromium nodejs npm nftables coturn \
+  chromium nftables coturn \
   systemd dpkg-dev lintian file \
   mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+
+# Node and npm for the viewer page's socket.io-client: Debian's, unless
+# the machine already has them (a NodeSource nodejs carries its own npm
+# and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y --no-install-recommends nodejs npm
+fi
 
 # The bad-link test bed (tests/src/netem.rs, tests/src/turn.rs): nftables
 # and tc impair the link inside the test namespace, and the tests start
