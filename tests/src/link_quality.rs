@@ -105,7 +105,7 @@ impl Window {
             let Some(last) = window.last() else { continue };
             let freezes = last.stats.total_freezes_duration.unwrap_or(0.0)
                 - first.stats.total_freezes_duration.unwrap_or(0.0);
-            let stalled = stall_seconds(&window);
+            let stalled = longest_run_without_frames(&window);
             worst = worst.max(freezes.max(stalled));
         }
         worst
@@ -183,10 +183,6 @@ impl Window {
             self.size(),
         )
     }
-}
-
-fn stall_seconds(samples: &[&Sample]) -> f64 {
-    longest_run_without_frames(samples)
 }
 
 fn longest_run_without_frames(samples: &[&Sample]) -> f64 {
