@@ -15,8 +15,7 @@ use super::elements::{MediaError, set_str_property};
 use super::pipeline::{MediaEvent, MediaSession, forward};
 use super::stats::LinkStats;
 
-/// What the encoder is told to produce: a size and rate within the
-/// capture's, and a bitrate.
+/// The picture the encoder is given: a size and rate within the capture's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeTarget {
     pub width: u32,
