@@ -49,7 +49,9 @@ impl Row {
             "| {} | {:.1} | {:.2} | {:.2} | {:.0} | {} / {} | {} | {} |",
             self.condition,
             self.window.fps(),
-            self.window.frozen_seconds().max(self.window.longest_stall()),
+            self.window
+                .frozen_seconds()
+                .max(self.window.longest_stall()),
             self.window.worst_frozen_in(Duration::from_secs(15)),
             self.window.bitrate_kbps(),
             ms(rtt),
