@@ -9,6 +9,9 @@
 //!   the link <= 200 ms (no standing queue); after the link widens again,
 //!   back to >= 60 % of the free-link rate within 20 s.
 //!
+//! The agent adds FEC under random loss and never at the bottleneck (its
+//! `fec` log records say so: Chromium reports no FEC figures for video).
+//!
 //! The link is impaired inside the test namespace (`testbed::netem`); the
 //! tests of this binary take turns, as they share that namespace.
 
@@ -53,12 +56,22 @@ fn link_lines(bed: &Bed) -> String {
         .records()
         .into_iter()
         .filter(|record| {
-            ["link", "encoder picture", "selected pair"]
+            ["link", "encoder picture", "selected pair", "fec"]
                 .contains(&record["message"].as_str().unwrap_or(""))
         })
         .map(|record| record.to_string())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Every FEC percentage the agent set in the session, in order.
+fn fec_percentages(bed: &Bed) -> Vec<u64> {
+    bed.agent
+        .records()
+        .into_iter()
+        .filter(|record| record["message"] == "fec")
+        .filter_map(|record| record["percentage"].as_u64())
+        .collect()
 }
 
 async fn under_random_loss(percent: f64, min_fps: f64, max_frozen_per_15s: Option<f64>) {
@@ -92,8 +105,16 @@ async fn under_random_loss(percent: f64, min_fps: f64, max_frozen_per_15s: Optio
             context()
         );
     }
-    // The repair was retransmission: the viewer asked for lost packets.
+    // The repair was retransmission (the viewer asked for lost packets)
+    // and FEC, which the agent adds once the loss has lasted.
     assert!(window.nacks() > 0, "no NACK under loss\n{}", context());
+    assert!(
+        fec_percentages(&bed)
+            .iter()
+            .any(|&percentage| percentage > 0),
+        "no FEC under loss\n{}",
+        context()
+    );
     assert_eq!(window.size(), Some((640, 480)), "{}", context());
     viewer.close().await;
 }
@@ -173,6 +194,13 @@ async fn a_700_kbit_bottleneck_keeps_the_picture_moving_without_a_standing_queue
         window.bitrate_kbps(),
         100.0 * window.bitrate_kbps() / free.bitrate_kbps(),
         took.as_secs_f64()
+    );
+    // Loss at a bottleneck is the queue's: redundancy would only feed it.
+    let fec = fec_percentages(&bed);
+    assert!(
+        fec.is_empty(),
+        "FEC {fec:?} at a bottleneck\n{}",
+        link_lines(&bed)
     );
     drop(link);
     viewer.close().await;

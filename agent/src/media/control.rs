@@ -1,6 +1,6 @@
 //! Live control of a running session's media: reading the link figures the
 //! congestion controller needs and applying its decisions (encoder bitrate,
-//! resolution and framerate) without restarting the pipeline.
+//! resolution and framerate, FEC) without restarting the pipeline.
 //!
 //! Nothing here decides anything: the figures go out as a
 //! [`MediaEvent::Stats`], the decisions come back from the session's pure
@@ -69,6 +69,20 @@ impl MediaSession {
         };
         let (property, value) = kind.live_bitrate(kbps);
         set_str_property(encoder, property, &value)
+    }
+
+    /// Sets how many ULPFEC packets go out per 100 media packets (0: none).
+    /// webrtcbin 1.22 binds the transceiver's `fec-percentage` to the
+    /// `percentage` of the rtpulpfecenc it makes once the answer is
+    /// applied, so a change reaches the running encoder (measured: the
+    /// encoder's figure followed every change in the quality suite).
+    pub fn set_fec_percentage(&self, percentage: u32) -> Result<(), MediaError> {
+        let transceiver = self
+            .webrtcbin
+            .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32])
+            .ok_or_else(|| MediaError::Glib("webrtcbin has no transceiver".into()))?;
+        transceiver.set_property("fec-percentage", percentage);
+        Ok(())
     }
 
     /// Changes the size and rate the encoder gets. The encoder restarts its

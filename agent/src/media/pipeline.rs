@@ -240,6 +240,13 @@ impl MediaSession {
         if transceiver.find_property("do-nack").is_some() {
             transceiver.set_property("do-nack", true);
         }
+        // ULPFEC in RED, negotiated in every offer (the payload types can
+        // only be offered up front) but silent until the controller sees
+        // random loss and raises `fec-percentage` (media/control.rs).
+        if transceiver.find_property("fec-type").is_some() {
+            transceiver.set_property("fec-type", gst_webrtc::WebRTCFECType::UlpRed);
+            transceiver.set_property("fec-percentage", 0u32);
+        }
         session.count_viewer_rtcp();
 
         session.connect_webrtc_signals(&sink_pad, events, !config.ice.turn.is_empty());
@@ -522,10 +529,10 @@ mod tests {
     }
 
     /// The offer is what makes a browser repair loss and report delay: an
-    /// rtx payload type tied to H.264, NACK feedback, and transport-cc
-    /// (header extension and feedback type).
+    /// rtx payload type tied to H.264, NACK feedback, ULPFEC in RED, and
+    /// transport-cc (header extension and feedback type).
     #[tokio::test]
-    async fn the_offer_negotiates_nack_rtx_and_transport_cc() {
+    async fn the_offer_negotiates_nack_rtx_fec_and_transport_cc() {
         init_gstreamer().unwrap();
         let config = MediaConfig {
             identity: crate::media::dtls::DtlsIdentity::generate().unwrap(),
@@ -563,6 +570,53 @@ mod tests {
             "{sdp}"
         );
         assert!(sdp.contains("a=rtcp-fb:96 transport-cc"), "{sdp}");
+        // ULPFEC in RED, with RED repaired by RTX as well.
+        let pt_of = |codec: &str| {
+            sdp.lines()
+                .find_map(|line| {
+                    line.strip_prefix("a=rtpmap:")?
+                        .strip_suffix(&format!(" {codec}/90000"))
+                })
+                .unwrap_or_else(|| panic!("no {codec} payload type: {sdp}"))
+                .to_string()
+        };
+        let (red_pt, ulpfec_pt) = (pt_of("red"), pt_of("ulpfec"));
+        assert!(
+            sdp.contains(&format!("apt={red_pt}")),
+            "RED not repaired: {sdp}"
+        );
+        // The viewer's answer (the offer mirrored) makes webrtcbin build its
+        // FEC encoder, silent until the controller asks for FEC.
+        session.set_local_description(&offer);
+        let answer = sdp
+            .replace("a=sendonly", "a=recvonly")
+            .replace("a=setup:actpass", "a=setup:active");
+        session.set_remote_answer(&answer, tx.clone()).unwrap();
+        let MediaEvent::RemoteDescriptionSet(applied) = next_event(&mut events, |event| {
+            matches!(event, MediaEvent::RemoteDescriptionSet(_))
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        applied.expect("answer applied");
+        let fec_encoder = session
+            .webrtcbin
+            .downcast_ref::<gst::Bin>()
+            .unwrap()
+            .iterate_recurse()
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|element| {
+                element
+                    .factory()
+                    .is_some_and(|f| f.name() == "rtpulpfecenc")
+            })
+            .expect("an FEC encoder");
+        assert_eq!(fec_encoder.property::<u32>("pt").to_string(), ulpfec_pt);
+        assert_eq!(fec_encoder.property::<u32>("percentage"), 0);
+        session.set_fec_percentage(25).unwrap();
+        assert_eq!(fec_encoder.property::<u32>("percentage"), 25);
         // The live controls reach a running encoder and adaptation point.
         session.set_bitrate(300).unwrap();
         let (encoder, _) = session.encoder.as_ref().unwrap();

@@ -33,6 +33,24 @@ pub fn mids(sdp: &str) -> Vec<Option<String>> {
     mids
 }
 
+/// Whether the viewer's answer accepted FEC: ULPFEC inside RED, as the
+/// offer proposes it. Without both, webrtcbin sends no FEC at all.
+pub fn accepts_ulpfec(answer: &str) -> bool {
+    let has = |codec: &str| {
+        answer.lines().any(|line| {
+            line.strip_prefix("a=rtpmap:")
+                .and_then(|rest| rest.split_once(' '))
+                .is_some_and(|(_, encoding)| {
+                    encoding
+                        .trim()
+                        .to_ascii_lowercase()
+                        .starts_with(&format!("{codec}/"))
+                })
+        })
+    };
+    has("red") && has("ulpfec")
+}
+
 /// ICE servers in webrtcbin's URL forms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IceUrls {
@@ -147,6 +165,21 @@ mod tests {
             mids("v=0\r\nm=audio 9 x 0\r\nm=video 9 x 96\r\na=mid:v\r\n"),
             [None, Some("v".into())]
         );
+    }
+
+    #[test]
+    fn an_answer_accepts_fec_only_with_red_and_ulpfec() {
+        let both = "m=video 9 x 96 97 98\r\na=rtpmap:96 H264/90000\r\n\
+            a=rtpmap:97 red/90000\r\na=rtpmap:98 ulpfec/90000\r\n";
+        assert!(accepts_ulpfec(both));
+        assert!(accepts_ulpfec(&both.replace("ulpfec", "ULPFEC")));
+        assert!(!accepts_ulpfec(
+            &both.replace("a=rtpmap:98 ulpfec/90000\r\n", "")
+        ));
+        assert!(!accepts_ulpfec(
+            &both.replace("a=rtpmap:97 red/90000\r\n", "")
+        ));
+        assert!(!accepts_ulpfec(OFFER));
     }
 
     #[test]

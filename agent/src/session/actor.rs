@@ -246,6 +246,7 @@ impl Session {
             Action::LogLink(report) => {
                 info!(session_id = %self.id, target_kbps = report.target_kbps,
                     sent_kbps = report.sent_kbps, loss_pct = report.loss_pct,
+                    fec_pct = report.fec_pct,
                     rtt_ms = report.rtt_ms, width = report.encode.width,
                     height = report.encode.height, fps = report.encode.framerate,
                     rtcp_received = report.rtcp_received,
@@ -288,6 +289,10 @@ impl Session {
                 info!(session_id = %self.id, width = target.width, height = target.height,
                     fps = target.framerate, elapsed_ms = self.elapsed_ms(), "encoder picture");
                 media.set_encode_target(target)
+            }
+            Control::FecPercentage(percentage) => {
+                info!(session_id = %self.id, percentage, elapsed_ms = self.elapsed_ms(), "fec");
+                media.set_fec_percentage(percentage)
             }
         };
         if let Err(err) = applied {

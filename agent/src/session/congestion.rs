@@ -22,6 +22,14 @@
 //! Below what a resolution needs, the encoder gets a smaller picture and
 //! then a lower framerate (see [`Ladder`]), and a larger one again when
 //! the target has stayed comfortably above it.
+//!
+//! **Forward error correction.** ULPFEC is negotiated in every session but
+//! sends nothing until the link's own loss calls for it: lasting random
+//! loss with no delay signal for a while raises the FEC percentage in
+//! proportion to the loss (capped), and it drops back to zero when the
+//! loss goes away or a queue shows (tail drops are congestion: redundancy
+//! would only feed the queue). The encoder's share shrinks by the FEC
+//! overhead, so media and repair together stay within the target.
 
 use std::time::Duration;
 
@@ -73,6 +81,21 @@ const LAYER_UP_INTERVAL: Duration = Duration::from_secs(4);
 const LAYER_UP_MARGIN: f64 = 1.4;
 /// How often the session logs its link figures.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// Smoothed loss from which FEC is sent, and below which it stops again.
+const FEC_LOSS_ON: f64 = 0.02;
+const FEC_LOSS_OFF: f64 = 0.01;
+/// The loss must have lasted this long: a burst of tail drops at a squeeze
+/// shows as a delay signal well within it.
+const FEC_ONSET: Duration = Duration::from_secs(1);
+/// No FEC for this long after a delay signal.
+const FEC_CONGESTION_HOLD: Duration = Duration::from_secs(10);
+/// FEC percentage (FEC packets per 100 media packets) per percent of loss.
+const FEC_PER_LOSS: f64 = 4.0;
+/// FEC is set in steps of this many percent, up to the cap.
+const FEC_STEP_PCT: u32 = 5;
+const FEC_MAX_PCT: u32 = 50;
+/// The least time between two FEC changes.
+const FEC_CHANGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sizes and rates the encoder can be given, best first, each with the
 /// bitrate it needs to look right.
@@ -154,8 +177,12 @@ impl Ladder {
 /// What the controller asks the media to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    SetBitrate { kbps: u32 },
+    SetBitrate {
+        kbps: u32,
+    },
     SetEncodeTarget(EncodeTarget),
+    /// FEC packets per 100 media packets; 0 sends none.
+    FecPercentage(u32),
 }
 
 /// The figures of the periodic per-session log line.
@@ -165,6 +192,7 @@ pub struct LinkReport {
     /// What went out over the last interval, from the byte counter.
     pub sent_kbps: u32,
     pub loss_pct: f64,
+    pub fec_pct: u32,
     pub rtt_ms: Option<f64>,
     pub encode: EncodeTarget,
     /// RTCP packets from the viewer so far.
@@ -198,6 +226,13 @@ pub struct Controller {
     last_rung_change: Duration,
     last_report: Option<(Duration, u64)>,
     last_signal: Signal,
+    /// The viewer's answer accepted FEC; until then (and without it) none.
+    fec_negotiated: bool,
+    fec_pct: u32,
+    /// Since when the smoothed loss has been above [`FEC_LOSS_ON`].
+    loss_since: Option<Duration>,
+    last_overuse: Option<Duration>,
+    last_fec_change: Option<Duration>,
 }
 
 impl Controller {
@@ -215,7 +250,7 @@ impl Controller {
             limits,
             rung,
             target_kbps: start,
-            applied_kbps: encoder_kbps(start),
+            applied_kbps: encoder_kbps(start, 0),
             loss: 0.0,
             min_rtt_ms: None,
             last_rtt_ms: None,
@@ -225,6 +260,11 @@ impl Controller {
             last_rung_change: at,
             last_report: None,
             last_signal: Signal::NoFeedback,
+            fec_negotiated: false,
+            fec_pct: 0,
+            loss_since: None,
+            last_overuse: None,
+            last_fec_change: None,
             ladder,
         };
         let mut controls = vec![Control::SetBitrate {
@@ -247,6 +287,12 @@ impl Controller {
     #[cfg(test)]
     pub fn last_signal(&self) -> Signal {
         self.last_signal
+    }
+
+    /// Whether the viewer takes FEC (from its answer): a viewer without it
+    /// would get nothing from the FEC share, so it stays with the media.
+    pub fn set_fec_negotiated(&mut self, negotiated: bool) {
+        self.fec_negotiated = negotiated;
     }
 
     /// Takes one stats sample at `at` and returns what to change.
@@ -299,7 +345,14 @@ impl Controller {
             }
         }
         let mut controls = Vec::new();
-        let kbps = encoder_kbps(self.target_kbps);
+        if signal != Signal::NoFeedback
+            && let Some(fec) = self.next_fec(at, signal)
+        {
+            self.fec_pct = fec;
+            self.last_fec_change = Some(at);
+            controls.push(Control::FecPercentage(fec));
+        }
+        let kbps = encoder_kbps(self.target_kbps, self.fec_pct);
         let change = (f64::from(kbps) - f64::from(self.applied_kbps)).abs();
         if change >= f64::from(self.applied_kbps) * BITRATE_STEP {
             self.applied_kbps = kbps;
@@ -362,6 +415,51 @@ impl Controller {
         }
     }
 
+    /// The FEC percentage to change to, if it should change.
+    fn next_fec(&mut self, at: Duration, signal: Signal) -> Option<u32> {
+        if signal == Signal::Overuse {
+            self.last_overuse = Some(at);
+        }
+        let threshold = if self.fec_pct > 0 {
+            FEC_LOSS_OFF
+        } else {
+            FEC_LOSS_ON
+        };
+        if self.loss < threshold {
+            self.loss_since = None;
+        } else if self.loss_since.is_none() {
+            self.loss_since = Some(at);
+        }
+        let congested = self
+            .last_overuse
+            .is_some_and(|last| at.saturating_sub(last) < FEC_CONGESTION_HOLD);
+        let lasting = self
+            .loss_since
+            .is_some_and(|since| at.saturating_sub(since) >= FEC_ONSET);
+        let wanted = if congested || !lasting || !self.fec_negotiated {
+            0
+        } else {
+            let exact = self.loss * 100.0 * FEC_PER_LOSS;
+            let steps = (exact / f64::from(FEC_STEP_PCT)).round();
+            let rounded = (steps as u32 * FEC_STEP_PCT).clamp(FEC_STEP_PCT, FEC_MAX_PCT);
+            // Within a step of the current figure: noise, keep it.
+            let close = self.fec_pct > 0
+                && (exact.min(f64::from(FEC_MAX_PCT)) - f64::from(self.fec_pct)).abs()
+                    < f64::from(FEC_STEP_PCT);
+            if close { self.fec_pct } else { rounded }
+        };
+        if wanted == self.fec_pct {
+            return None;
+        }
+        // Off at once (congestion, or the loss is gone); other changes at
+        // most once per interval.
+        let may_change = wanted == 0
+            || self
+                .last_fec_change
+                .is_none_or(|last| at.saturating_sub(last) >= FEC_CHANGE_INTERVAL);
+        may_change.then_some(wanted)
+    }
+
     fn next_rung(&self, at: Duration) -> Option<usize> {
         let since = at.saturating_sub(self.last_rung_change);
         let fitting = self.ladder.fitting(self.target_kbps);
@@ -392,6 +490,7 @@ impl Controller {
             target_kbps: self.target_kbps(),
             sent_kbps: (bits / span.as_secs_f64() / 1000.0).round() as u32,
             loss_pct: self.loss * 100.0,
+            fec_pct: self.fec_pct,
             rtt_ms: stats.rtt_ms,
             encode: self.encode_target(),
             rtcp_received: stats.rtcp_received,
@@ -399,8 +498,13 @@ impl Controller {
     }
 }
 
-fn encoder_kbps(target_kbps: f64) -> u32 {
-    (target_kbps * ENCODER_SHARE).round().max(1.0) as u32
+/// What the encoder gets of the target when FEC adds `fec_pct` packets per
+/// 100 media packets on top of the media.
+fn encoder_kbps(target_kbps: f64, fec_pct: u32) -> u32 {
+    let fec_overhead = 1.0 + f64::from(fec_pct) / 100.0;
+    (target_kbps * ENCODER_SHARE / fec_overhead)
+        .round()
+        .max(1.0) as u32
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ const VGA: hw::CaptureSpec = hw::CaptureSpec {
 struct Link {
     capacity_kbps: f64,
     random_loss: f64,
+    /// Each tick's random loss varies by up to this much either way.
+    loss_jitter: f64,
+    /// State of the generator behind the jitter (a fixed sequence).
+    noise: u64,
     queue_kbit: f64,
 }
 
@@ -35,6 +39,9 @@ struct Sim {
     controller: Controller,
     encoder_kbps: f64,
     encode: EncodeTarget,
+    fec_pct: u32,
+    /// Every FEC percentage the controller set, in order.
+    fec_changes: Vec<u32>,
     at: Duration,
     bytes_sent: u64,
     /// Queueing delay after every tick, ms.
@@ -43,16 +50,21 @@ struct Sim {
 
 impl Sim {
     fn new(capacity_kbps: f64, random_loss: f64) -> Self {
-        let (controller, controls) = Controller::new(LIMITS, VGA, Duration::ZERO);
+        let (mut controller, controls) = Controller::new(LIMITS, VGA, Duration::ZERO);
+        controller.set_fec_negotiated(true);
         let mut sim = Self {
             link: Link {
                 capacity_kbps,
                 random_loss,
+                loss_jitter: 0.0,
+                noise: 1,
                 queue_kbit: 0.0,
             },
             encode: controller.encode_target(),
             controller,
             encoder_kbps: 0.0,
+            fec_pct: 0,
+            fec_changes: Vec::new(),
             at: Duration::ZERO,
             bytes_sent: 0,
             delays: Vec::new(),
@@ -66,6 +78,10 @@ impl Sim {
             match *control {
                 Control::SetBitrate { kbps } => self.encoder_kbps = f64::from(kbps),
                 Control::SetEncodeTarget(target) => self.encode = target,
+                Control::FecPercentage(pct) => {
+                    self.fec_pct = pct;
+                    self.fec_changes.push(pct);
+                }
             }
         }
     }
@@ -74,8 +90,15 @@ impl Sim {
     fn tick(&mut self) {
         let dt = TICK.as_secs_f64();
         let link = &mut self.link;
-        let sent = self.encoder_kbps * dt;
-        let randomly_lost = sent * link.random_loss;
+        // FEC packets go out on top of the media.
+        let sent = self.encoder_kbps * dt * (1.0 + f64::from(self.fec_pct) / 100.0);
+        link.noise = link
+            .noise
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let uniform = (link.noise >> 11) as f64 / (1u64 << 53) as f64;
+        let loss = link.random_loss + link.loss_jitter * (2.0 * uniform - 1.0);
+        let randomly_lost = sent * loss.clamp(0.0, 1.0);
         let before = link.queue_kbit;
         let mut queue = before + (sent - randomly_lost) - link.capacity_kbps * dt;
         queue = queue.max(0.0);
@@ -320,4 +343,116 @@ fn feedback_after_a_gap_grows_the_target_by_two_seconds_at_most() {
         after <= before * GROWTH_PER_SECOND.powi(2) + 1.0,
         "{before} -> {after} after a 10 s gap"
     );
+}
+
+#[test]
+fn a_clean_link_sends_no_fec() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(30));
+    assert!(sim.fec_changes.is_empty(), "{:?}", sim.fec_changes);
+}
+
+#[test]
+fn random_loss_brings_fec_in_proportion_and_its_end_takes_it_away() {
+    for (loss, least, most) in [(0.05, 15, 25), (0.10, 35, 45)] {
+        let mut sim = Sim::new(100_000.0, loss);
+        sim.run(Duration::from_secs(20));
+        let fec = sim.fec_pct;
+        assert!((least..=most).contains(&fec), "{loss}: FEC {fec} %");
+        // The media makes room for it: media and FEC within the target.
+        let total = sim.encoder_kbps * (1.0 + f64::from(fec) / 100.0);
+        assert!(
+            total <= f64::from(sim.controller.target_kbps()),
+            "{loss}: {total} kbit/s over a target of {}",
+            sim.controller.target_kbps()
+        );
+        sim.link.random_loss = 0.0;
+        sim.run(Duration::from_secs(30));
+        assert_eq!(sim.fec_pct, 0, "{loss}: FEC left on after the loss ended");
+        assert_eq!(sim.encoder_kbps, f64::from(encoder_kbps(2000.0, 0)));
+    }
+}
+
+#[test]
+fn a_viewer_without_fec_gets_none_and_the_media_keeps_its_share() {
+    let mut sim = Sim::new(100_000.0, 0.10);
+    sim.controller.set_fec_negotiated(false);
+    sim.run(Duration::from_secs(20));
+    assert!(sim.fec_changes.is_empty(), "{:?}", sim.fec_changes);
+    let target = f64::from(sim.controller.target_kbps());
+    let full_share = f64::from(encoder_kbps(target, 0));
+    assert!(
+        (sim.encoder_kbps - full_share).abs() <= full_share * BITRATE_STEP,
+        "encoder at {} kbit/s of a {target} kbit/s target",
+        sim.encoder_kbps
+    );
+}
+
+#[test]
+fn fec_changes_stay_rare_under_noisy_loss() {
+    let mut sim = Sim::new(100_000.0, 0.05);
+    // Each feedback window's loss anywhere from 2 % to 8 %.
+    sim.link.loss_jitter = 0.03;
+    sim.run(Duration::from_secs(60));
+    assert!(
+        sim.fec_changes.len() <= 4,
+        "FEC changed {} times: {:?}",
+        sim.fec_changes.len(),
+        sim.fec_changes
+    );
+    assert!(sim.fec_pct > 0);
+}
+
+#[test]
+fn congestion_loss_brings_no_fec() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(15));
+    sim.link.capacity_kbps = 700.0;
+    sim.run(Duration::from_secs(30));
+    sim.link.capacity_kbps = 100_000.0;
+    sim.run(Duration::from_secs(20));
+    assert!(sim.fec_changes.is_empty(), "{:?}", sim.fec_changes);
+}
+
+#[test]
+fn a_queue_under_random_loss_turns_fec_off() {
+    let mut sim = Sim::new(100_000.0, 0.05);
+    sim.run(Duration::from_secs(20));
+    assert!(sim.fec_pct > 0);
+    sim.link.capacity_kbps = 700.0;
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.fec_pct, 0, "FEC kept feeding a queue");
+}
+
+#[test]
+fn tail_drops_reported_before_the_delay_signal_bring_no_fec() {
+    // A squeeze whose first feedback shows heavy loss but no delay signal
+    // yet; the queue shows a few reports later.
+    let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
+    controller.set_fec_negotiated(true);
+    let report = |loss_pct: f64, delay_gradient_us: f64| LinkStats {
+        twcc: Some(TwccFigures {
+            sent_bps: 2_000_000,
+            recv_bps: (2_000_000.0 * (1.0 - loss_pct / 100.0)) as u32,
+            loss_pct,
+            delay_gradient_us,
+        }),
+        rtt_ms: Some(BASE_RTT_MS),
+        ..LinkStats::default()
+    };
+    let mut controls = Vec::new();
+    for tick in 1..=25 {
+        controls.extend(controller.on_stats(TICK * tick, &report(0.0, 0.0)));
+    }
+    for tick in 26..=28 {
+        controls.extend(controller.on_stats(TICK * tick, &report(40.0, 0.0)));
+    }
+    for tick in 29..=80 {
+        controls.extend(controller.on_stats(TICK * tick, &report(20.0, 5000.0)));
+    }
+    let fec: Vec<_> = controls
+        .iter()
+        .filter(|control| matches!(control, Control::FecPercentage(_)))
+        .collect();
+    assert!(fec.is_empty(), "{fec:?}");
 }

@@ -33,6 +33,7 @@ use std::time::Duration;
 use super::congestion::{BitrateLimits, Control, Controller, LinkReport};
 use super::negotiation::Negotiation;
 use crate::control_plane::events::SignalBody;
+use crate::media::sdp;
 use crate::media::stats::{LinkStats, SelectedPair};
 
 /// How often a live session reads its link figures and lets the congestion
@@ -486,6 +487,12 @@ impl Machine {
                     .negotiation
                     .remote_signal(body)
                     .map_err(Rejected::Signal)?;
+                for action in &actions {
+                    if let Action::ApplyAnswer(answer) = action {
+                        self.controller
+                            .set_fec_negotiated(sdp::accepts_ulpfec(answer));
+                    }
+                }
             }
             (AwaitingAnswer, Input::AnswerApplied) => {
                 self.disarm(Timer::Answer, &mut actions);

@@ -70,7 +70,7 @@ fn negotiating() -> Machine {
     after([Input::Accepted, Input::MediaStarted])
 }
 
-fn awaiting_answer() -> Machine {
+pub(super) fn awaiting_answer() -> Machine {
     after([
         Input::Accepted,
         Input::MediaStarted,

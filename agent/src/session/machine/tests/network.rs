@@ -79,3 +79,43 @@ fn statistics_drive_the_controller_and_log_a_new_pair_once() {
 fn statistics_outside_a_live_session_are_rejected() {
     assert!(connecting().handle(stats_with_rtcp(1)).is_err());
 }
+
+#[test]
+fn fec_follows_random_loss_only_when_the_answer_accepted_it() {
+    use crate::media::stats::TwccFigures;
+    let with_fec = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\n\
+        a=rtpmap:97 red/90000\r\na=rtpmap:98 ulpfec/90000\r\n";
+    for (answer, wanted) in [(with_fec, true), ("v=0", false)] {
+        let mut machine = awaiting_answer();
+        let signal = Input::Signal(SignalBody::Answer { sdp: answer.into() });
+        machine.handle(signal).unwrap();
+        machine.handle(Input::AnswerApplied).unwrap();
+        machine.handle(Input::Ice(IceState::Connected)).unwrap();
+        // 5 % random loss, no queue, for 5 s.
+        let mut fec = Vec::new();
+        for tick in 1..=25u64 {
+            let lossy = Input::Stats {
+                at: Duration::from_millis(200 * tick),
+                stats: Box::new(LinkStats {
+                    twcc: Some(TwccFigures {
+                        sent_bps: 1_000_000,
+                        recv_bps: 950_000,
+                        loss_pct: 5.0,
+                        delay_gradient_us: 0.0,
+                    }),
+                    rtt_ms: Some(20.0),
+                    rtcp_received: tick,
+                    ..LinkStats::default()
+                }),
+            };
+            fec.extend(
+                machine
+                    .handle(lossy)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|action| matches!(action, Action::Control(Control::FecPercentage(_)))),
+            );
+        }
+        assert_eq!(!fec.is_empty(), wanted, "{answer:?}: {fec:?}");
+    }
+}
