@@ -145,6 +145,26 @@ impl Sim {
     }
 }
 
+/// A free link for 15 s, 30 s squeezed to 700 kbit/s, then 20 s free again.
+fn squeezed_then_widened() -> Sim {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(15));
+    sim.link.capacity_kbps = 700.0;
+    sim.run(Duration::from_secs(30));
+    sim.link.capacity_kbps = 100_000.0;
+    sim.run(Duration::from_secs(20));
+    sim
+}
+
+/// A viewer without TWCC on a clean link: receiver reports only.
+fn calm_receiver_reports() -> LinkStats {
+    LinkStats {
+        rtt_ms: Some(20.0),
+        fraction_lost: Some(0.0),
+        ..LinkStats::default()
+    }
+}
+
 #[test]
 fn a_free_link_ramps_from_start_to_max_at_full_size() {
     let mut sim = Sim::new(100_000.0, 0.0);
@@ -180,12 +200,7 @@ fn a_squeeze_to_700_kbits_drains_the_queue_and_keeps_the_framerate() {
 
 #[test]
 fn after_the_squeeze_the_rate_comes_back_within_20_s() {
-    let mut sim = Sim::new(100_000.0, 0.0);
-    sim.run(Duration::from_secs(15));
-    sim.link.capacity_kbps = 700.0;
-    sim.run(Duration::from_secs(30));
-    sim.link.capacity_kbps = 100_000.0;
-    sim.run(Duration::from_secs(20));
+    let sim = squeezed_then_widened();
     let target = sim.controller.target_kbps();
     assert!(
         f64::from(target) >= 0.6 * f64::from(LIMITS.max_kbps),
@@ -241,11 +256,7 @@ fn without_feedback_the_start_rate_holds() {
 fn receiver_reports_alone_drive_the_controller() {
     // A viewer without TWCC: RTT and fraction lost from receiver reports.
     let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
-    let calm = LinkStats {
-        rtt_ms: Some(20.0),
-        fraction_lost: Some(0.0),
-        ..LinkStats::default()
-    };
+    let calm = calm_receiver_reports();
     for tick in 1..=25 {
         controller.on_stats(TICK * tick, &calm);
     }
@@ -330,11 +341,7 @@ fn a_report_every_five_seconds_with_the_sent_rate() {
 #[test]
 fn feedback_after_a_gap_grows_the_target_by_two_seconds_at_most() {
     let (mut controller, _) = Controller::new(LIMITS, VGA, Duration::ZERO);
-    let calm = LinkStats {
-        rtt_ms: Some(20.0),
-        fraction_lost: Some(0.0),
-        ..LinkStats::default()
-    };
+    let calm = calm_receiver_reports();
     controller.on_stats(Duration::from_secs(1), &calm);
     let before = f64::from(controller.target_kbps());
     controller.on_stats(Duration::from_secs(11), &calm);
@@ -405,12 +412,7 @@ fn fec_changes_stay_rare_under_noisy_loss() {
 
 #[test]
 fn congestion_loss_brings_no_fec() {
-    let mut sim = Sim::new(100_000.0, 0.0);
-    sim.run(Duration::from_secs(15));
-    sim.link.capacity_kbps = 700.0;
-    sim.run(Duration::from_secs(30));
-    sim.link.capacity_kbps = 100_000.0;
-    sim.run(Duration::from_secs(20));
+    let sim = squeezed_then_widened();
     assert!(sim.fec_changes.is_empty(), "{:?}", sim.fec_changes);
 }
 
