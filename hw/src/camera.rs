@@ -100,6 +100,17 @@ impl Camera {
         })
     }
 
+    /// A mode with the camera's own JPEG at `capture` (UVC webcams), which
+    /// the legacy relay passes through without decoding.
+    pub fn mjpeg_mode(&self, capture: CaptureSpec) -> Option<&CameraMode> {
+        self.modes.iter().find(|mode| {
+            mode.pixels == PixelKind::Mjpeg
+                && mode.width == capture.width
+                && mode.height == capture.height
+                && (mode.framerates.is_empty() || mode.framerates.contains(&capture.framerate))
+        })
+    }
+
     /// `640x480 YUY2 30/15 fps, ...` for error messages and reports.
     pub fn modes_summary(&self) -> String {
         if self.modes.is_empty() {

@@ -10,11 +10,13 @@
 pub mod board;
 pub mod camera;
 pub mod encoder;
+pub mod jpeg;
 pub mod plan;
 
 pub use board::{Board, BoardFamily};
 pub use camera::{Camera, CameraApi, CameraMode, PixelKind};
 pub use encoder::{EncoderChoice, EncoderInput, EncoderKind, EncoderSettings};
+pub use jpeg::{JpegEncoder, JpegInput, JpegPlan, MIN_JPEG_QUALITY};
 pub use plan::{
     CaptureSpec, ElementPlan, PipelinePlan, PlanError, PlanInput, SourceKind, Step, adapt_caps,
 };

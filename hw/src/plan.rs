@@ -7,8 +7,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::board::BoardFamily;
-use crate::camera::{Camera, CameraApi, CameraMode, PixelKind};
+use crate::camera::{Camera, PixelKind};
 use crate::encoder::{EncoderChoice, EncoderKind, EncoderSettings, choose_encoder};
+
+pub(crate) mod source;
+
+use source::{ModePreference, plan_source};
 
 /// RTP payload type used for H.264 in the offer.
 pub const H264_PAYLOAD_TYPE: u8 = 96;
@@ -155,19 +159,6 @@ fn jpeg_decoder(board: BoardFamily, available: &impl Fn(&str) -> bool) -> &'stat
     hardware.filter(|name| available(name)).unwrap_or("jpegdec")
 }
 
-fn mode_caps(pixels: &PixelKind, capture: CaptureSpec) -> String {
-    let size = format!(
-        "width=(int){},height=(int){},framerate=(fraction){}/1",
-        capture.width, capture.height, capture.framerate
-    );
-    match pixels {
-        PixelKind::Raw(format) => format!("video/x-raw,format=(string){format},{size}"),
-        PixelKind::Mjpeg => format!("image/jpeg,{size}"),
-        PixelKind::H264 => format!("video/x-h264,{size}"),
-        PixelKind::Bayer => format!("video/x-bayer,{size}"),
-    }
-}
-
 impl PipelinePlan {
     /// Plans the chain for a session.
     pub fn build(
@@ -181,149 +172,18 @@ impl PipelinePlan {
                 height: capture.height,
             });
         }
-        let wanted = format!("{}x{}@{}", capture.width, capture.height, capture.framerate);
-        let mut reasons = Vec::new();
-        let raw_caps = format!(
-            "video/x-raw,width=(int){},height=(int){},framerate=(fraction){}/1",
-            capture.width, capture.height, capture.framerate
-        );
-
-        // Which camera, if any, and what it will deliver.
-        let camera: Option<&Camera> = match input.source {
-            SourceKind::Test => None,
-            SourceKind::V4l2 { device } => input
-                .cameras
-                .iter()
-                .find(|camera| camera.device.as_deref() == Some(device.as_path())),
-            SourceKind::Libcamera { camera: id } => input.cameras.iter().find(|camera| {
-                camera.api == CameraApi::Libcamera
-                    && id
-                        .as_ref()
-                        .is_none_or(|id| camera.camera_id.as_ref() == Some(id))
-            }),
-            SourceKind::Auto => {
-                // libcamera first: a Pi camera's V4L2 node gives only Bayer.
-                let mut usable: Vec<&Camera> = input
-                    .cameras
-                    .iter()
-                    .filter(|camera| camera.usable())
-                    .collect();
-                usable.sort_by_key(|camera| camera.api != CameraApi::Libcamera);
-                Some(usable.first().copied().ok_or_else(|| PlanError::NoCamera {
-                    found: if input.cameras.is_empty() {
-                        "the probe found none".into()
-                    } else {
-                        format!("{} found, none usable without an ISP", input.cameras.len())
-                    },
-                })?)
-            }
+        let preference = if input.encoder == EncoderChoice::Passthrough {
+            ModePreference::H264
+        } else {
+            ModePreference::Encode
         };
-        let passthrough_wanted = input.encoder == EncoderChoice::Passthrough;
-        let mode: Option<&CameraMode> = match camera {
-            None => None,
-            Some(camera) if passthrough_wanted => Some(camera.h264_mode(capture).ok_or_else(
-                || PlanError::NoPassthrough {
-                    camera: camera.name.clone(),
-                    wanted: wanted.clone(),
-                    available: camera.modes_summary(),
-                },
-            )?),
-            Some(camera) if camera.modes.is_empty() => None,
-            Some(camera) => Some(
-                camera
-                    .choose_mode(capture)
-                    .ok_or_else(|| PlanError::NoMode {
-                        camera: camera.name.clone(),
-                        wanted: wanted.clone(),
-                        available: camera.modes_summary(),
-                    })?,
-            ),
-        };
-        if passthrough_wanted && camera.is_none() {
-            return Err(PlanError::NoPassthrough {
-                camera: "the configured source".into(),
-                wanted,
-                available: "no probed H.264 mode".into(),
-            });
-        }
-
-        let mut steps = Vec::new();
-        match (input.source, camera) {
-            (SourceKind::Test, _) => {
-                steps.push(Step::Element(
-                    ElementPlan::new("videotestsrc")
-                        .with("is-live", "true")
-                        .with("pattern", "smpte"),
-                ));
-                steps.push(Step::Caps(raw_caps.clone()));
-                reasons.push("source: test pattern".into());
-            }
-            (SourceKind::V4l2 { device }, None) => {
-                steps.push(Step::Element(
-                    ElementPlan::new("v4l2src").with("device", device.display().to_string()),
-                ));
-                steps.push(Step::Caps(raw_caps.clone()));
-                reasons.push(format!(
-                    "source: {} (not seen by the probe; assuming raw frames)",
-                    device.display()
-                ));
-            }
-            (SourceKind::Libcamera { camera: id }, None) => {
-                let mut element = ElementPlan::new("libcamerasrc");
-                if let Some(id) = id {
-                    element = element.with("camera-name", id.clone());
-                }
-                steps.push(Step::Element(element));
-                steps.push(Step::Caps(raw_caps.clone()));
-                reasons.push("source: libcamera (camera not seen by the probe)".into());
-            }
-            // Auto resolved to a camera above or returned NoCamera; kept as
-            // an error rather than a panic should that ever change.
-            (SourceKind::Auto, None) => {
-                return Err(PlanError::NoCamera {
-                    found: "the probe found none".into(),
-                });
-            }
-            (_, Some(camera)) => {
-                let element = match camera.api {
-                    CameraApi::V4l2 => ElementPlan::new("v4l2src").with(
-                        "device",
-                        camera
-                            .device
-                            .as_ref()
-                            .map(|path| path.display().to_string())
-                            .unwrap_or_default(),
-                    ),
-                    CameraApi::Libcamera => match &camera.camera_id {
-                        Some(id) => {
-                            ElementPlan::new("libcamerasrc").with("camera-name", id.clone())
-                        }
-                        None => ElementPlan::new("libcamerasrc"),
-                    },
-                };
-                steps.push(Step::Element(element));
-                match mode {
-                    Some(mode) => {
-                        steps.push(Step::Caps(mode_caps(&mode.pixels, capture)));
-                        reasons.push(format!(
-                            "source: {} ({wanted} as {})",
-                            camera.name, mode.pixels
-                        ));
-                        if mode.pixels == PixelKind::Mjpeg {
-                            let decoder = jpeg_decoder(input.board, &available);
-                            steps.push(Step::Element(ElementPlan::new(decoder)));
-                            reasons.push(format!("MJPEG decoded by {decoder}"));
-                        }
-                    }
-                    None => {
-                        steps.push(Step::Caps(raw_caps.clone()));
-                        reasons.push(format!(
-                            "source: {} (modes unknown; asking for raw {wanted})",
-                            camera.name
-                        ));
-                    }
-                }
-            }
+        let source = plan_source(input.source, input.cameras, capture, preference)?;
+        let mut steps = source.steps;
+        let mut reasons = source.reasons;
+        if source.pixels == Some(PixelKind::Mjpeg) {
+            let decoder = jpeg_decoder(input.board, &available);
+            steps.push(Step::Element(ElementPlan::new(decoder)));
+            reasons.push(format!("MJPEG decoded by {decoder}"));
         }
         // Drop rather than queue when downstream falls behind: latency
         // matters more than every frame for a live view.
@@ -335,7 +195,7 @@ impl PipelinePlan {
                 .with("leaky", "downstream"),
         ));
 
-        let camera_h264 = mode.is_some_and(|mode| mode.pixels == PixelKind::H264);
+        let camera_h264 = source.pixels == Some(PixelKind::H264);
         let mut adapt = None;
         let encoder = if camera_h264 {
             reasons.push("encoder: none, the camera's own H.264 is passed through".into());
@@ -408,36 +268,47 @@ impl PipelinePlan {
 
     /// Every factory the plan needs, for availability checks and preloading.
     pub fn factories(&self) -> impl Iterator<Item = &str> {
-        self.steps.iter().filter_map(|step| match step {
-            Step::Element(element) => Some(element.factory.as_str()),
-            Step::Caps(_) => None,
-        })
+        step_factories(&self.steps)
     }
+}
+
+/// The element factories of a chain, in order.
+pub(crate) fn step_factories(steps: &[Step]) -> impl Iterator<Item = &str> {
+    steps.iter().filter_map(|step| match step {
+        Step::Element(element) => Some(element.factory.as_str()),
+        Step::Caps(_) => None,
+    })
+}
+
+/// A chain in `gst-launch-1.0` syntax.
+pub(crate) fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
+    let mut first = true;
+    for step in steps {
+        if !first {
+            f.write_str(" ! ")?;
+        }
+        first = false;
+        match step {
+            Step::Caps(caps) => f.write_str(caps)?,
+            Step::Element(element) => {
+                f.write_str(&element.factory)?;
+                for (key, value) in &element.properties {
+                    if value.contains([' ', ',']) {
+                        write!(f, " {key}=\"{value}\"")?;
+                    } else {
+                        write!(f, " {key}={value}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for PipelinePlan {
     /// The chain in `gst-launch-1.0` syntax, for logs and bug reports.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for step in &self.steps {
-            if !first {
-                f.write_str(" ! ")?;
-            }
-            first = false;
-            match step {
-                Step::Caps(caps) => f.write_str(caps)?,
-                Step::Element(element) => {
-                    f.write_str(&element.factory)?;
-                    for (key, value) in &element.properties {
-                        if value.contains([' ', ',']) {
-                            write!(f, " {key}=\"{value}\"")?;
-                        } else {
-                            write!(f, " {key}={value}")?;
-                        }
-                    }
-                }
-            }
-        }
+        write_steps(f, &self.steps)?;
         f.write_str(" ! webrtcbin")
     }
 }
