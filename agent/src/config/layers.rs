@@ -1,6 +1,7 @@
 //! Configuration layering: built-in defaults, the main file, its drop-ins
 //! (`agent.toml.d/*.toml`, lexical order), environment overrides
-//! (`CAMERA_AGENT_<SECTION>_<KEY>`), then `--set section.key=value` flags.
+//! (`CAMERA_AGENT_<SECTION>_<KEY>`, and `SIMPLE_STREAMING` for
+//! `streaming.simple`), then `--set section.key=value` flags.
 //! Each later layer replaces single keys of the earlier ones.
 //!
 //! Every layer is first checked on its own against the schema, so a typo is
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, RawConfig, schema};
+use super::{ConfigError, RawConfig, SIMPLE_STREAMING_ENV, schema, simple_streaming_flag};
 
 /// Where a setting's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,9 +207,15 @@ pub fn load(
     }
     layered.files = files;
 
+    let mut simple_streaming = None;
     let mut env: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(var, _)| var.starts_with(ENV_PREFIX))
+        .filter(|(var, value)| {
+            if var == SIMPLE_STREAMING_ENV {
+                simple_streaming = Some(value.clone());
+            }
+            var.starts_with(ENV_PREFIX)
+        })
         .collect();
     env.sort();
     for (var, value) in env {
@@ -219,6 +226,14 @@ pub fn load(
         let table = single(section, &key, text_value(&value));
         check_single(&table, &format!("environment variable {var}"))?;
         layered.merge(table, |_, _| Origin::Env { var: var.clone() });
+    }
+    // The product plan's rollout flag is `streaming.simple` under the name
+    // operators know; it wins over the files and the prefixed variable.
+    if let Some(simple) = simple_streaming_flag(simple_streaming.as_deref())? {
+        let table = single("streaming", "simple", toml::Value::Boolean(simple));
+        layered.merge(table, |_, _| Origin::Env {
+            var: SIMPLE_STREAMING_ENV.into(),
+        });
     }
 
     for arg in overrides {

@@ -27,6 +27,7 @@ mod encoder;
 pub mod layers;
 mod schema;
 mod session;
+mod streaming;
 mod value;
 mod webrtc;
 
@@ -34,6 +35,7 @@ pub use camera::{CameraSettings, RawCamera};
 pub use control_plane::{ControlPlaneSettings, RawControlPlane};
 pub use encoder::{EncoderConfig, RawEncoder};
 pub use session::{RawSession, SessionSettings};
+pub use streaming::{RawStreaming, StreamingMode, StreamingSettings, simple_streaming_flag};
 pub use webrtc::{RawWebrtc, WebrtcSettings};
 
 use layers::{Layered, Origin};
@@ -91,11 +93,6 @@ pub enum ConfigError {
     TokenEmpty { path: PathBuf },
     #[error("device token in {path} is longer than 4 KiB")]
     TokenTooLong { path: PathBuf },
-    #[error(
-        "{SIMPLE_STREAMING_ENV}={value}: the legacy JPEG frame relay is not supported by this \
-         build; unset it or set it to 1 for WebRTC streaming"
-    )]
-    LegacyUnsupported { value: String },
     #[error("{SIMPLE_STREAMING_ENV}={value} is not a boolean (use 1/0, true/false, on/off)")]
     BadFlag { value: String },
 }
@@ -114,6 +111,8 @@ pub struct RawConfig {
     pub session: RawSession,
     #[serde(default)]
     pub webrtc: RawWebrtc,
+    #[serde(default)]
+    pub streaming: RawStreaming,
 }
 
 /// A secret that never prints.
@@ -145,6 +144,7 @@ pub struct Settings {
     pub encoder: EncoderConfig,
     pub session: SessionSettings,
     pub webrtc: WebrtcSettings,
+    pub streaming: StreamingSettings,
 }
 
 impl RawConfig {
@@ -174,14 +174,14 @@ impl Settings {
             encoder: EncoderConfig::from_raw(&raw.encoder)?,
             session: SessionSettings::from_raw(&raw.session)?,
             webrtc: WebrtcSettings::from_raw(&raw.webrtc)?,
+            streaming: StreamingSettings::from_raw(&raw.streaming)?,
         })
     }
 
-    /// Loads every layer (file, drop-ins, environment, `--set` flags),
-    /// checks the rollout flag and validates. Validation errors say where
-    /// the offending value was set.
+    /// Loads every layer (file, drop-ins, environment including the
+    /// `SIMPLE_STREAMING` rollout flag, `--set` flags) and validates.
+    /// Validation errors say where the offending value was set.
     pub fn load(config: &Path, overrides: &[String]) -> Result<Loaded, ConfigError> {
-        check_simple_streaming(std::env::var(SIMPLE_STREAMING_ENV).ok().as_deref())?;
         Self::load_from(config, std::env::vars(), overrides)
     }
 
@@ -240,6 +240,7 @@ impl Settings {
         rows.extend(self.encoder.effective());
         rows.extend(self.session.effective());
         rows.extend(self.webrtc.effective());
+        rows.extend(self.streaming.effective());
         rows
     }
 }
@@ -263,21 +264,6 @@ pub fn probe_defaults() -> Result<(CameraSettings, EncoderConfig), ConfigError> 
 pub struct Loaded {
     pub settings: Settings,
     pub layered: Layered,
-}
-
-/// The `SIMPLE_STREAMING` rollout flag: on (the default) selects WebRTC.
-/// Off would select the legacy frame relay, which this build does not carry.
-pub fn check_simple_streaming(value: Option<&str>) -> Result<(), ConfigError> {
-    let Some(value) = value else { return Ok(()) };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "" | "1" | "true" | "on" | "yes" => Ok(()),
-        "0" | "false" | "off" | "no" => Err(ConfigError::LegacyUnsupported {
-            value: value.into(),
-        }),
-        _ => Err(ConfigError::BadFlag {
-            value: value.into(),
-        }),
-    }
 }
 
 /// Reads the device token, refusing files others can read (as ssh does).
@@ -462,16 +448,23 @@ mod tests {
     }
 
     #[test]
-    fn simple_streaming_flag() {
-        assert!(check_simple_streaming(None).is_ok());
-        assert!(check_simple_streaming(Some("1")).is_ok());
-        assert!(check_simple_streaming(Some("on")).is_ok());
-        let off = check_simple_streaming(Some("0")).unwrap_err();
-        assert!(off.to_string().contains("not supported"), "{off}");
-        assert!(matches!(
-            check_simple_streaming(Some("maybe")),
-            Err(ConfigError::BadFlag { .. })
-        ));
+    fn the_environment_flag_wins_over_the_file_and_says_so() {
+        let dir = std::env::temp_dir().join(format!("ca-simple-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, format!("{MINIMAL}\n[streaming]\nsimple = true\n")).unwrap();
+        let env = |value: &str| vec![(SIMPLE_STREAMING_ENV.to_string(), value.to_string())];
+        let loaded = Settings::load_from(&path, env("0"), &[]).unwrap();
+        assert_eq!(loaded.settings.streaming.mode, StreamingMode::LegacyJpeg);
+        assert_eq!(
+            loaded.layered.origin("streaming.simple").to_string(),
+            "environment SIMPLE_STREAMING"
+        );
+        let loaded = Settings::load_from(&path, Vec::new(), &[]).unwrap();
+        assert_eq!(loaded.settings.streaming.mode, StreamingMode::WebRtc);
+        let error = Settings::load_from(&path, env("maybe"), &[]).unwrap_err();
+        assert!(matches!(error, ConfigError::BadFlag { .. }), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
