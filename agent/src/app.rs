@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, StreamingMode};
 use crate::control_plane::reconnect::{Outcome, Reconnect, ReconnectPolicy};
 use crate::control_plane::rest::{DeviceInfo, RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SocketSettings};
@@ -18,9 +18,10 @@ use crate::media::dtls::{DtlsError, DtlsIdentity};
 use crate::media::elements::MediaError;
 use crate::media::pipeline::MediaConfig;
 use crate::media::runtime::{init_gstreamer, preload};
-use crate::planning;
+use crate::planning::{self, MediaPlan};
 use crate::session::actor::SessionContext;
-use crate::session::machine::{SessionPolicy, SessionTimings};
+use crate::session::machine::{SessionPolicy, SessionTimings, Transport};
+use crate::session::relay::RelayPolicy;
 use crate::supervisor::Supervisor;
 use crate::systemd::Notifier;
 
@@ -48,11 +49,12 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(settings: Settings) -> Result<(), RunError> {
+/// Runs the daemon until SIGTERM or SIGINT; `mode_origin` says where the
+/// streaming mode was set (for the start-up record).
+pub async fn run(settings: Settings, mode_origin: String) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     let signals = spawn_signal_listener(shutdown.clone()).map_err(RunError::Signals)?;
-    let result = run_until(settings, shutdown).await;
+    let result = run_until(settings, mode_origin, shutdown).await;
     signals.abort();
     result
 }
@@ -73,15 +75,28 @@ fn spawn_signal_listener(
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
-async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<(), RunError> {
+async fn run_until(
+    settings: Settings,
+    mode_origin: String,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let token = settings.read_token()?;
     init_gstreamer()?;
+    let mode = settings.streaming.mode;
+    info!(streaming_mode = mode.name(), streaming_mode_origin = %mode_origin, "streaming mode");
     let plan = planning::plan_for(&settings)?;
-    preload(plan.factories())?;
-    for reason in &plan.reasons {
+    preload(plan.factories(), mode == StreamingMode::WebRtc)?;
+    for reason in plan.reasons() {
         info!(%reason, "plan");
     }
     info!(plan = %plan, "media pipeline planned");
+    let relay = match &plan {
+        MediaPlan::WebRtc(_) => None,
+        MediaPlan::LegacyJpeg(jpeg) => Some(RelayPolicy {
+            quality: settings.streaming.legacy_quality,
+            adjustable: jpeg.encoder != hw::JpegEncoder::Camera,
+        }),
+    };
     let identity = DtlsIdentity::generate()?;
     info!(
         fingerprint = identity.fingerprint(),
@@ -142,6 +157,10 @@ async fn run_until(settings: Settings, shutdown: CancellationToken) -> Result<()
             },
             bitrate: settings.encoder.bitrate,
             capture: settings.camera.capture,
+            transport: match &relay {
+                Some(relay) => Transport::LegacyJpeg(*relay),
+                None => Transport::WebRtc,
+            },
         },
         end_timeout: Duration::from_secs(3),
     });

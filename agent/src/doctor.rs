@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Secret, Settings};
+use crate::config::{Secret, Settings, StreamingMode};
 use crate::control_plane::rest::{RestClient, RestError};
 use crate::control_plane::socketio::connection::{self, SignalingEvent, SocketSettings};
 use crate::control_plane::tls::ExtraRoots;
@@ -65,6 +65,18 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
         Ok(loaded) => {
             let files = loaded.layered.files.len();
             report.step("configuration", Ok(format!("valid ({files} file(s))")));
+            let mode = loaded.settings.streaming.mode;
+            let origin = loaded.layered.origin("streaming.simple");
+            report.step(
+                "streaming mode",
+                Ok(match mode {
+                    StreamingMode::WebRtc => format!("{} ({origin})", mode.name()),
+                    StreamingMode::LegacyJpeg => format!(
+                        "{} ({origin}): rollback mode, JPEG frames over the socket",
+                        mode.name()
+                    ),
+                }),
+            );
             loaded.settings
         }
         Err(err) => {
@@ -73,6 +85,7 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
                 Err(fail(one_line(&err), "fix the value named above; `camera-agent check-config` shows every setting and where it comes from")),
             );
             for name in [
+                "streaming mode",
                 "device token",
                 "control plane",
                 "login",
@@ -146,6 +159,27 @@ pub async fn run(config: &Path, overrides: &[String], out: &mut impl Write) -> b
             })
             .map_err(Failure::clone),
     );
+    if settings.streaming.mode == StreamingMode::LegacyJpeg {
+        let jpeg = cameras
+            .as_ref()
+            .map_err(Failure::clone)
+            .and_then(|cameras| {
+                crate::planning::jpeg_plan(
+                    &settings.camera,
+                    settings.streaming,
+                    crate::probe::board().family,
+                    cameras,
+                )
+                .map(|plan| plan.reasons.join("; "))
+                .map_err(|err| {
+                    fail(
+                        err,
+                        "`camera-agent probe` shows the JPEG path each camera allows",
+                    )
+                })
+            });
+        report.step("legacy JPEG path", jpeg);
+    }
     let capture = settings.camera.capture;
     let name = format!(
         "test capture + encode 2 s at {}x{}@{}",

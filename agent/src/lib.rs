@@ -1,5 +1,6 @@
 //! camera-agent: a headless daemon that streams a camera to one viewer over
-//! WebRTC when the cloud control plane asks for it.
+//! WebRTC when the cloud control plane asks for it (or, rolled back with
+//! `SIMPLE_STREAMING=0`, as JPEG frames over the signaling socket).
 //!
 //! The binary is thin; this library holds the logic. Protocol and session
 //! lifecycle are pure code (`control_plane::socketio::codec`,
@@ -10,7 +11,7 @@
 //!
 //! The public API has two users, and only they decide what is `pub`:
 //! - the binary (`main.rs`): `app`, `config`, `doctor`, `errors`,
-//!   `logging`, `memory`, `planning`, `probe`, and
+//!   `logging`, `memory`, `planning`, `probe`, `snapshot`, and
 //!   `media::pipeline::runtime_version`;
 //! - the test bed (`tests/` and `agent/tests/`), which drives the real
 //!   clients against its stand-in server: `config::Secret`,
@@ -33,5 +34,6 @@ pub mod memory;
 pub mod planning;
 pub mod probe;
 pub(crate) mod session;
+pub mod snapshot;
 pub(crate) mod supervisor;
 pub(crate) mod systemd;

@@ -82,6 +82,20 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Take one JPEG from the configured camera (the legacy relay's
+    /// capture path) and write it atomically, to check where a camera
+    /// points. Needs no network.
+    ///
+    /// Exits 0 when the picture was written, 1 when the camera failed
+    /// (the error says why: missing, busy, no permission).
+    /// Example: camera-agent snapshot --config /etc/camera-agent/agent.toml --out /tmp/view.jpg
+    Snapshot {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Where to write the JPEG.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 fn version() -> String {
@@ -181,9 +195,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Run(args) => {
-            let settings = Settings::load(&args.config, &args.overrides)?.settings;
+            let loaded = Settings::load(&args.config, &args.overrides)?;
+            let mode_origin = loaded.layered.origin("streaming.simple").to_string();
             camera_agent::memory::limit_arenas();
-            runtime()?.block_on(app::run(settings))?;
+            runtime()?.block_on(app::run(loaded.settings, mode_origin))?;
+        }
+        Command::Snapshot { config, out } => {
+            let settings = Settings::load(&config.config, &config.overrides)?.settings;
+            let snapshot = runtime()?
+                .block_on(camera_agent::snapshot::take(&settings, &out))
+                .with_context(|| format!("no snapshot written to {}", out.display()))?;
+            println!(
+                "wrote {} ({} bytes; {})",
+                snapshot.path.display(),
+                snapshot.bytes,
+                snapshot.reasons.join("; ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -196,27 +223,55 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     };
     let found = camera_agent::probe::probe()?;
     // Without a configuration: what `auto` would do with the defaults.
-    let (camera, encoder) = match settings {
-        Some(settings) => (settings.camera, settings.encoder),
+    let (camera, encoder, streaming) = match settings {
+        Some(settings) => (settings.camera, settings.encoder, settings.streaming),
         // Empty sections are valid by construction; kept an error, not a panic.
-        None => camera_agent::config::probe_defaults()?,
+        None => {
+            let (camera, encoder) = camera_agent::config::probe_defaults()?;
+            (camera, encoder, Default::default())
+        }
     };
-    let plan = camera_agent::planning::plan(&camera, encoder, found.board.family, &found.cameras);
+    let board = found.board.family;
+    let plan = camera_agent::planning::plan(&camera, encoder, board, &found.cameras);
+    let jpeg = camera_agent::planning::jpeg_plan(&camera, streaming, board, &found.cameras);
     if json {
-        let plan_json = match &plan {
-            Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),
-            Err(err) => serde_json::json!({ "error": err.to_string() }),
-        };
+        fn plan_json<T: serde::Serialize + std::fmt::Display, E: std::fmt::Display>(
+            plan: &Result<T, E>,
+        ) -> serde_json::Value {
+            match plan {
+                Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),
+                Err(err) => serde_json::json!({ "error": err.to_string() }),
+            }
+        }
         let report = serde_json::json!({
             "board": found.board,
             "gstreamer": found.gstreamer,
             "cameras": found.cameras,
             "encoders": found.encoders,
-            "plan": plan_json,
+            "streaming_mode": streaming.mode.name(),
+            "plan": plan_json(&plan),
+            "legacy_jpeg_plan": plan_json(&jpeg),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", found.report(&plan));
+        println!(
+            "\nlegacy JPEG relay (SIMPLE_STREAMING=0){}",
+            if streaming.mode == camera_agent::config::StreamingMode::LegacyJpeg {
+                ", the configured mode"
+            } else {
+                ""
+            }
+        );
+        match &jpeg {
+            Ok(jpeg) => {
+                for reason in &jpeg.reasons {
+                    println!("  {reason}");
+                }
+                println!("  {jpeg}");
+            }
+            Err(err) => println!("  not possible: {err}"),
+        }
     }
     Ok(())
 }

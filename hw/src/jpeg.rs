@@ -82,7 +82,10 @@ pub struct JpegPlan {
 }
 
 impl JpegPlan {
-    pub fn build(input: JpegInput<'_>, available: impl Fn(&str) -> bool) -> Result<Self, PlanError> {
+    pub fn build(
+        input: JpegInput<'_>,
+        available: impl Fn(&str) -> bool,
+    ) -> Result<Self, PlanError> {
         let source = plan_source(
             input.source,
             input.cameras,
@@ -103,7 +106,11 @@ impl JpegPlan {
         steps.push(Step::Element(
             ElementPlan::new("videorate").with("drop-only", "true"),
         ));
-        let media = if camera_jpeg { "image/jpeg" } else { "video/x-raw" };
+        let media = if camera_jpeg {
+            "image/jpeg"
+        } else {
+            "video/x-raw"
+        };
         steps.push(Step::Caps(format!(
             "{media},framerate=(fraction){}/1",
             input.framerate

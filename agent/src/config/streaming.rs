@@ -128,9 +128,15 @@ mod tests {
             assert_eq!(simple_streaming_flag(Some(on)).unwrap(), Some(true), "{on}");
         }
         for off in ["0", "false", "Off", "no"] {
-            assert_eq!(simple_streaming_flag(Some(off)).unwrap(), Some(false), "{off}");
+            assert_eq!(
+                simple_streaming_flag(Some(off)).unwrap(),
+                Some(false),
+                "{off}"
+            );
         }
-        let error = simple_streaming_flag(Some("legacy")).unwrap_err().to_string();
+        let error = simple_streaming_flag(Some("legacy"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("SIMPLE_STREAMING=legacy"), "{error}");
     }
 

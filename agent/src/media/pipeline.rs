@@ -21,6 +21,7 @@ use hw::PipelinePlan;
 use super::dtls::DtlsIdentity;
 use super::elements::{MediaError, build_chain, link_chain, make, set_str_property};
 use super::ice::{CheckRetransmissions, tune_ice};
+use super::owned::OwnedPipeline;
 use super::sdp::IceUrls;
 use super::stats::LinkStats;
 
@@ -42,6 +43,8 @@ pub enum MediaEvent {
     FirstMedia,
     /// A `get-stats` report, read (see [`MediaSession::request_stats`]).
     Stats(Box<LinkStats>),
+    /// Legacy relay: a JPEG left the pipeline.
+    Frame(super::jpeg::JpegFrame),
     Error(String),
 }
 
@@ -56,13 +59,11 @@ pub struct MediaConfig {
 /// Owner of one session's pipeline; the pipeline goes to NULL when this is
 /// stopped or dropped.
 pub struct MediaSession {
-    pipeline: gst::Pipeline,
+    owned: OwnedPipeline,
     pub(super) webrtcbin: gst::Element,
     /// Where keyframe requests go in (they travel upstream to the encoder,
     /// or to the camera when its H.264 is passed through).
     keyframe_pad: Option<gst::Pad>,
-    /// Streaming threads of this session only, so teardown can join them.
-    pool: gst::TaskPool,
     /// The encoder and the property that sets its bitrate live.
     pub(super) encoder: Option<(gst::Element, hw::EncoderKind)>,
     /// The capsfilter that sets the size and rate the encoder gets.
@@ -72,7 +73,6 @@ pub struct MediaSession {
     pub(super) rtcp_received: Arc<AtomicU64>,
     /// Where the session's TURN TLS tunnels listen, to name the relay leg.
     pub(super) tls_tunnels: Arc<[IpAddr]>,
-    stopped: bool,
 }
 
 pub(super) fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
@@ -146,22 +146,17 @@ impl MediaSession {
         config: &MediaConfig,
         events: mpsc::Sender<MediaEvent>,
     ) -> Result<Self, MediaError> {
-        let pipeline = gst::Pipeline::with_name(name);
-        let pool = gst::TaskPool::new();
-        pool.prepare()
-            .map_err(|err| MediaError::Glib(err.to_string()))?;
+        let owned = OwnedPipeline::new(name, events.clone())?;
+        let pipeline = owned.pipeline.clone();
         let mut session = Self {
-            pipeline: pipeline.clone(),
+            owned,
             webrtcbin: make("webrtcbin")?,
             keyframe_pad: None,
-            pool: pool.clone(),
             encoder: None,
             adapt: None,
             rtcp_received: Arc::default(),
             tls_tunnels: config.ice.tls_tunnels.as_slice().into(),
-            stopped: false,
         };
-        session.install_bus_handler(events.clone());
         let pem = Arc::<str>::from(config.identity.pem());
         pipeline.connect_deep_element_added(move |_, _, element| {
             // webrtcbin creates its DTLS elements inside create-offer; the
@@ -250,49 +245,8 @@ impl MediaSession {
         session.count_viewer_rtcp();
 
         session.connect_webrtc_signals(&sink_pad, events, !config.ice.turn.is_empty());
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|err| MediaError::Start(err.to_string()))?;
+        session.owned.play()?;
         Ok(session)
-    }
-
-    fn install_bus_handler(&self, events: mpsc::Sender<MediaEvent>) {
-        let Some(bus) = self.pipeline.bus() else {
-            return;
-        };
-        let pool = self.pool.clone();
-        bus.set_sync_handler(move |_, message| {
-            use gst::MessageView;
-            match message.view() {
-                MessageView::StreamStatus(status) => {
-                    let (kind, _) = status.get();
-                    if kind == gst::StreamStatusType::Create
-                        && let Some(task) = status
-                            .stream_status_object()
-                            .and_then(|value| value.get::<gst::Task>().ok())
-                    {
-                        task.set_pool(&pool);
-                    }
-                }
-                MessageView::Eos(_) => {
-                    // A live source never ends by itself: the camera stopped.
-                    forward(&events, MediaEvent::Error("the video source ended".into()));
-                }
-                MessageView::Error(error) => {
-                    let source = message
-                        .src()
-                        .map(|src| src.path_string().to_string())
-                        .unwrap_or_default();
-                    forward(
-                        &events,
-                        MediaEvent::Error(format!("{source}: {}", error.error())),
-                    );
-                }
-                _ => {}
-            }
-            // Nothing reads the async bus; dropping keeps it from growing.
-            gst::BusSyncReply::Drop
-        });
     }
 
     /// `relays`: the session has TURN servers, so the camera's first checks
@@ -463,25 +417,7 @@ impl MediaSession {
 
     /// Stops the pipeline and joins every thread it started. Idempotent.
     pub fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        if let Err(err) = self.pipeline.set_state(gst::State::Null) {
-            tracing::error!(error = %err, "pipeline did not reach NULL");
-        }
-        if let Some(bus) = self.pipeline.bus() {
-            bus.unset_sync_handler();
-        }
-        self.pool.cleanup();
-        // Idle GLib pool threads would otherwise linger ~15 s.
-        glib::ThreadPool::stop_unused_threads();
-    }
-}
-
-impl Drop for MediaSession {
-    fn drop(&mut self) {
-        self.stop();
+        self.owned.stop();
     }
 }
 

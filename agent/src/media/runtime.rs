@@ -23,12 +23,19 @@ pub fn init_gstreamer() -> Result<(), MediaError> {
 }
 
 /// Loads the plugins a session uses, so the first viewer does not pay for
-/// it, and fails early when one is missing.
-pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), MediaError> {
-    // The first DTLS element of a process makes GStreamer's fallback RSA
-    // certificate (about 100 ms here, far more on a Pi); pay that now.
-    drop(make("dtlssrtpdec")?);
-    let webrtc = [
+/// it, and fails early when one is missing. `webrtc`: the WebRTC elements
+/// too (the legacy relay needs none of them).
+pub fn preload<'a>(
+    factories: impl IntoIterator<Item = &'a str>,
+    webrtc: bool,
+) -> Result<(), MediaError> {
+    if webrtc {
+        // The first DTLS element of a process makes GStreamer's fallback
+        // RSA certificate (about 100 ms here, far more on a Pi); pay that
+        // now.
+        drop(make("dtlssrtpdec")?);
+    }
+    let webrtc_factories = [
         "webrtcbin",
         "capsfilter",
         "rtpbin",
@@ -39,7 +46,11 @@ pub fn preload<'a>(factories: impl IntoIterator<Item = &'a str>) -> Result<(), M
         "srtpenc",
         "srtpdec",
     ];
-    for name in factories.into_iter().chain(webrtc) {
+    let webrtc_factories = if webrtc { &webrtc_factories[..] } else { &[] };
+    for name in factories
+        .into_iter()
+        .chain(webrtc_factories.iter().copied())
+    {
         let factory = gst::ElementFactory::find(name)
             .ok_or_else(|| MediaError::MissingElement(name.into()))?;
         factory

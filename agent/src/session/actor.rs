@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use gst_webrtc::WebRTCICEConnectionState;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -24,10 +26,13 @@ use super::machine::{
 };
 use crate::control_plane::events::{IceServer, SignalBody, StreamRequested, signal_payload};
 use crate::control_plane::rest::{RestClient, RestError};
-use crate::control_plane::socketio::connection::SignalingHandle;
+use crate::control_plane::socketio::connection::{FrameRefused, SignalingHandle};
+use crate::media::jpeg::{JpegCapture, JpegFrame};
 use crate::media::pipeline::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::sdp;
 use crate::media::turn_tls::TlsTunnels;
+use crate::planning::MediaPlan;
+use crate::session::relay::MAX_FRAME_BYTES;
 
 /// What the supervisor tells a session.
 #[derive(Debug)]
@@ -44,7 +49,7 @@ pub enum SessionCommand {
 pub struct SessionContext {
     pub rest: RestClient,
     pub signaling: SignalingHandle,
-    pub plan: hw::PipelinePlan,
+    pub plan: MediaPlan,
     pub media: MediaConfig,
     pub stun_servers: Vec<String>,
     pub turn_servers: Vec<String>,
@@ -102,6 +107,10 @@ struct Session {
     started: Instant,
     machine: Machine,
     media: Option<MediaSession>,
+    /// The legacy relay's pipeline (instead of `media`).
+    jpeg: Option<JpegCapture>,
+    /// The frame the machine is deciding about (legacy relay).
+    held_frame: Option<JpegFrame>,
     media_tx: mpsc::Sender<MediaEvent>,
     deadlines: Deadlines,
     /// Local TLS tunnels to the session's `turns:` servers; closed at
@@ -126,6 +135,8 @@ pub async fn run(
         ice_servers: request.ice_servers,
         started,
         media: None,
+        jpeg: None,
+        held_frame: None,
         media_tx,
         deadlines: Deadlines::default(),
     };
@@ -259,11 +270,39 @@ impl Session {
                     remote_type = %pair.remote.kind, remote_protocol = %pair.remote.protocol,
                     elapsed_ms = self.elapsed_ms(), "selected pair");
             }
+            Action::EmitFrame { seq } => return Some(self.emit_frame(seq)),
+            Action::SetJpegQuality(quality) => {
+                info!(session_id = %self.id, quality, elapsed_ms = self.elapsed_ms(), "jpeg quality");
+                if let Some(jpeg) = &self.jpeg
+                    && let Err(err) = jpeg.set_quality(quality)
+                {
+                    warn!(session_id = %self.id, error = %err, "jpeg quality not applied");
+                }
+            }
+            Action::SkipFrame {
+                why,
+                bytes,
+                quality,
+            } => {
+                self.held_frame = None;
+                warn!(session_id = %self.id, skipped = why.code(), bytes, quality,
+                    "frame over the size limit; not sent");
+            }
+            Action::LogFrames(summary) => {
+                info!(session_id = %self.id, frames_sent = summary.sent,
+                    frames_dropped_busy = summary.dropped_busy,
+                    frames_skipped_oversize = summary.skipped_oversize,
+                    jpeg_quality = summary.quality, elapsed_ms = self.elapsed_ms(), "frames");
+            }
             Action::EndOverRest(reason) => self.ctx.end_over_rest(&self.id, reason).await,
             Action::Teardown => {
                 if let Some(mut media) = self.media.take() {
                     media.stop();
                 }
+                if let Some(mut jpeg) = self.jpeg.take() {
+                    jpeg.stop();
+                }
+                self.held_frame = None;
                 // After the pipeline: libnice's sockets are closed by now.
                 self.tunnels.close().await;
                 let cause = match self.machine.phase() {
@@ -300,8 +339,65 @@ impl Session {
         }
     }
 
+    /// Offers the held frame to the socket's frame lane, without waiting.
+    fn emit_frame(&mut self, seq: u64) -> Input {
+        let Some(frame) = self.held_frame.take() else {
+            return Input::FrameBusy;
+        };
+        let data = match frame.bytes() {
+            Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(&bytes[..]),
+            Err(err) => {
+                warn!(session_id = %self.id, error = %err, "frame not readable; dropped");
+                return Input::FrameBusy;
+            }
+        };
+        let payload = serde_json::json!({
+            "sessionId": self.id,
+            "seq": seq,
+            "mime": "image/jpeg",
+            "data": data,
+            "capturedAt": humantime::format_rfc3339_millis(frame.captured_at).to_string(),
+        });
+        match self.ctx.signaling.try_emit_frame("stream:frame", payload) {
+            Ok(()) => Input::FrameTaken,
+            Err(FrameRefused::Busy) => {
+                debug!(session_id = %self.id, seq, dropped = "socket_busy", "frame dropped");
+                Input::FrameBusy
+            }
+            Err(FrameRefused::Closed) => Input::FrameBusy,
+        }
+    }
+
+    /// The largest JPEG the connected server takes in one `stream:frame`
+    /// (its `maxPayload` less base64 and the envelope); `None` offline.
+    fn frame_limit(&self) -> Option<usize> {
+        // `42["stream:frame",{"sessionId":..,"seq":..,"mime":..,"data":"",
+        // "capturedAt":..}]` without the data, with room to spare.
+        let envelope = 160 + self.id.len() as u64;
+        let max_payload = self.ctx.signaling.max_payload()?;
+        let room = max_payload.saturating_sub(envelope) / 4 * 3;
+        Some(usize::try_from(room).unwrap_or(MAX_FRAME_BYTES))
+    }
+
     fn start_media(&mut self) -> Option<Input> {
         let name = format!("session-{}", self.id);
+        let plan = match &self.ctx.plan {
+            MediaPlan::WebRtc(plan) => plan,
+            MediaPlan::LegacyJpeg(plan) => {
+                return match JpegCapture::start(&name, plan, self.media_tx.clone()) {
+                    Ok(capture) => {
+                        self.jpeg = Some(capture);
+                        info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(),
+                            "pipeline playing");
+                        Some(Input::MediaStarted)
+                    }
+                    Err(err) => {
+                        error!(session_id = %self.id, error = %err, "pipeline failed to start");
+                        Some(Input::MediaError)
+                    }
+                };
+            }
+        };
         let mut media = self.ctx.media.clone();
         let urls = sdp::ice_urls(
             &self.ice_servers,
@@ -311,7 +407,7 @@ impl Session {
         // libnice gets `turns:` servers as local tunnels it reaches over
         // plain TCP; the tunnels speak TLS to the real servers.
         media.ice = self.tunnels.route(urls, &self.id);
-        match MediaSession::start(&name, &self.ctx.plan, &media, self.media_tx.clone()) {
+        match MediaSession::start(&name, plan, &media, self.media_tx.clone()) {
             Ok(session) => {
                 self.media = Some(session);
                 info!(session_id = %self.id, elapsed_ms = self.elapsed_ms(), "pipeline playing");
@@ -423,6 +519,16 @@ impl Session {
                     at: self.started.elapsed(),
                     stats,
                 }
+            }
+            MediaEvent::Frame(frame) => {
+                // Offline, the frame could not go out: dropped before it
+                // takes a number.
+                let Some(limit) = self.frame_limit() else {
+                    return Some(Input::FrameBusy);
+                };
+                let bytes = frame.len();
+                self.held_frame = Some(frame);
+                Input::Frame { bytes, limit }
             }
             MediaEvent::Error(message) => {
                 error!(session_id = %self.id, error = %message, "pipeline error");

@@ -5,6 +5,9 @@
 //! Accepting --Accepted--> Negotiating --OfferCreated--> AwaitingAnswer
 //!     --AnswerApplied--> Connecting --Ice(Connected)--> Live
 //! any active phase --(timer, error, shutdown, server end)--> Ending --TeardownDone--> Ended
+//!
+//! legacy JPEG relay (`SIMPLE_STREAMING` off):
+//! Accepting --Accepted--> Relaying --(the same ends)--> Ending --> Ended
 //! ```
 //!
 //! Everything that happens to a session goes in as an [`Input`] (accept
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 use super::congestion::{BitrateLimits, Control, Controller, LinkReport};
 use super::negotiation::Negotiation;
+use super::relay::{FrameRelay, FrameSummary, RelayAction, RelayPolicy, Skip};
 use crate::control_plane::events::SignalBody;
 use crate::media::sdp;
 use crate::media::stats::{LinkStats, SelectedPair};
@@ -120,6 +124,8 @@ pub enum Phase {
     AwaitingAnswer,
     Connecting,
     Live,
+    /// Legacy relay: JPEG frames go out over the socket.
+    Relaying,
     Ending(EndCause),
     Ended(EndCause),
 }
@@ -132,6 +138,7 @@ impl Phase {
             Phase::AwaitingAnswer => "awaiting_answer",
             Phase::Connecting => "connecting",
             Phase::Live => "live",
+            Phase::Relaying => "relaying",
             Phase::Ending(_) => "ending",
             Phase::Ended(_) => "ended",
         }
@@ -144,6 +151,11 @@ impl Phase {
     /// Accepted and not ending: the pipeline exists (or is being started).
     fn has_media(&self) -> bool {
         self.is_active() && *self != Phase::Accepting
+    }
+
+    /// A WebRTC session with its pipeline: webrtcbin's events apply.
+    fn has_webrtc(&self) -> bool {
+        self.has_media() && *self != Phase::Relaying
     }
 }
 
@@ -203,6 +215,14 @@ pub struct SessionTimings {
     pub media_timeout: Duration,
 }
 
+/// How the session carries video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebRtc,
+    /// The legacy relay: no offer, JPEG frames as `stream:frame`.
+    LegacyJpeg(RelayPolicy),
+}
+
 /// Everything a session's brain is configured with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {
@@ -211,6 +231,7 @@ pub struct SessionPolicy {
     pub bitrate: BitrateLimits,
     /// What the camera captures: the top of the picture ladder.
     pub capture: hw::CaptureSpec,
+    pub transport: Transport,
 }
 
 /// The ICE connection state, as far as the session cares.
@@ -273,6 +294,16 @@ pub enum Input {
         at: Duration,
         stats: Box<LinkStats>,
     },
+    /// Legacy relay: a JPEG of this many bytes is ready (the actor holds
+    /// it); `limit` is the most the connected server takes.
+    Frame {
+        bytes: usize,
+        limit: usize,
+    },
+    /// The socket took the frame of [`Action::EmitFrame`].
+    FrameTaken,
+    /// The socket could not take it right now; it was dropped.
+    FrameBusy,
 }
 
 /// What the actor must do, in the order given.
@@ -312,6 +343,19 @@ pub enum Action {
     LogSelectedPair(SelectedPair),
     /// Tell the server the camera ends the session.
     EndOverRest(CameraReason),
+    /// Offer the held frame to the socket as `stream:frame` with this
+    /// `seq`, without waiting; `FrameTaken` or `FrameBusy` follows.
+    EmitFrame { seq: u64 },
+    /// Encode the next JPEG frames at this quality.
+    SetJpegQuality(u8),
+    /// The held frame is not sent; warn.
+    SkipFrame {
+        why: Skip,
+        bytes: usize,
+        quality: u8,
+    },
+    /// Log the relay's frame counts (at the end of a legacy session).
+    LogFrames(FrameSummary),
     /// Stop the pipeline and free everything the session holds; feed back
     /// `TeardownDone`.
     Teardown,
@@ -350,6 +394,8 @@ pub struct Machine {
     /// The viewer's RTCP count at the last re-arm of `MediaSilence`.
     rtcp_seen: u64,
     selected_pair: Option<SelectedPair>,
+    /// The legacy relay's frame rules; `None` for WebRTC.
+    relay: Option<FrameRelay>,
 }
 
 impl Machine {
@@ -366,6 +412,10 @@ impl Machine {
             initial_controls,
             rtcp_seen: 0,
             selected_pair: None,
+            relay: match policy.transport {
+                Transport::WebRtc => None,
+                Transport::LegacyJpeg(relay) => Some(FrameRelay::new(relay)),
+            },
         }
     }
 
@@ -399,6 +449,9 @@ impl Machine {
             .collect();
         if let EndCause::Camera(reason) = &cause {
             actions.push(Action::EndOverRest(*reason));
+        }
+        if let Some(relay) = &self.relay {
+            actions.push(Action::LogFrames(relay.summary()));
         }
         actions.push(Action::Teardown);
         self.phase = Phase::Ending(cause);
@@ -451,9 +504,51 @@ impl Machine {
         let mut actions = Vec::new();
         match (&self.phase, input) {
             (Accepting, Input::Accepted) => {
-                self.phase = Negotiating;
+                self.phase = if self.relay.is_some() {
+                    Relaying
+                } else {
+                    Negotiating
+                };
                 actions.push(Action::StartMedia);
             }
+            (Relaying, Input::MediaStarted) => {
+                if let Some(max) = self.timings.max_duration {
+                    self.arm(Timer::MaxDuration, max, &mut actions);
+                }
+            }
+            (Relaying, Input::Frame { bytes, limit }) => {
+                let relay = self.relay.as_mut().ok_or(InvalidTransition {
+                    phase: "relaying",
+                    input: Input::Frame { bytes, limit },
+                })?;
+                actions.extend(relay.on_frame(bytes, limit).into_iter().map(
+                    |action| match action {
+                        RelayAction::Emit { seq } => Action::EmitFrame { seq },
+                        RelayAction::SetQuality(quality) => Action::SetJpegQuality(quality),
+                        RelayAction::Skip {
+                            why,
+                            bytes,
+                            quality,
+                        } => Action::SkipFrame {
+                            why,
+                            bytes,
+                            quality,
+                        },
+                    },
+                ));
+            }
+            (Relaying, Input::FrameTaken) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.taken();
+                }
+            }
+            (Relaying, Input::FrameBusy) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.busy();
+                }
+            }
+            // The legacy control plane has no WebRTC: nothing to negotiate.
+            (Relaying, Input::Signal(_)) => return Err(Rejected::Signal(Dropped::LegacyMode)),
             (Accepting, Input::AcceptFailed { server_knows: true }) => {
                 actions = self.end(EndCause::Camera(CameraReason::CameraError));
             }
@@ -476,13 +571,13 @@ impl Machine {
                 actions = self.negotiation.offer_ready(sdp);
                 self.phase = AwaitingAnswer;
             }
-            (phase, Input::LocalCandidate { mline, candidate }) if phase.has_media() => {
+            (phase, Input::LocalCandidate { mline, candidate }) if phase.has_webrtc() => {
                 actions.extend(self.negotiation.local_candidate(mline, candidate));
             }
-            (phase, Input::GatheringComplete) if phase.has_media() => {
+            (phase, Input::GatheringComplete) if phase.has_webrtc() => {
                 actions.extend(self.negotiation.gathering_complete());
             }
-            (phase, Input::Signal(body)) if phase.has_media() => {
+            (phase, Input::Signal(body)) if phase.has_webrtc() => {
                 actions = self
                     .negotiation
                     .remote_signal(body)
@@ -508,7 +603,7 @@ impl Machine {
                 actions.extend(dropped.into_iter().map(Action::DropHeldCandidate));
             }
             (AwaitingAnswer, Input::AnswerRejected) => self.negotiation.answer_rejected(),
-            (phase, Input::Ice(state)) if phase.has_media() => match state {
+            (phase, Input::Ice(state)) if phase.has_webrtc() => match state {
                 IceState::Connected => {
                     self.ice_connected = true;
                     self.disarm(Timer::IceGrace, &mut actions);
@@ -527,7 +622,7 @@ impl Machine {
                 }
                 IceState::New | IceState::Checking | IceState::Closed => {}
             },
-            (phase, Input::DtlsConnected) if phase.has_media() => {
+            (phase, Input::DtlsConnected) if phase.has_webrtc() => {
                 // The encoder's first keyframe went out before DTLS was up.
                 actions.push(Action::RequestKeyframe);
             }

@@ -33,6 +33,8 @@ pub enum Dropped {
     TooManyEarlyCandidates,
     #[error("candidate for an unknown m-line")]
     UnknownMline,
+    #[error("WebRTC signal in a legacy relay session")]
+    LegacyMode,
 }
 
 impl Dropped {
@@ -44,6 +46,7 @@ impl Dropped {
             Dropped::OfferFromViewer => "offer_from_viewer",
             Dropped::TooManyEarlyCandidates => "too_many_early_candidates",
             Dropped::UnknownMline => "unknown_mline",
+            Dropped::LegacyMode => "legacy_mode",
         }
     }
 }

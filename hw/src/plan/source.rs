@@ -93,14 +93,16 @@ fn choose_mode<'a>(
         available: camera.modes_summary(),
     };
     match preference {
-        ModePreference::H264 => camera
-            .h264_mode(capture)
-            .map(Some)
-            .ok_or_else(|| PlanError::NoPassthrough {
-                camera: camera.name.clone(),
-                wanted: wanted.into(),
-                available: camera.modes_summary(),
-            }),
+        ModePreference::H264 => {
+            camera
+                .h264_mode(capture)
+                .map(Some)
+                .ok_or_else(|| PlanError::NoPassthrough {
+                    camera: camera.name.clone(),
+                    wanted: wanted.into(),
+                    available: camera.modes_summary(),
+                })
+        }
         _ if camera.modes.is_empty() => Ok(None),
         ModePreference::Encode => camera.choose_mode(capture).map(Some).ok_or_else(no_mode),
         ModePreference::Jpeg => camera

@@ -10,6 +10,8 @@
 //! and replaying a stale one after a reconnect would only confuse the peer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -117,10 +119,26 @@ pub enum SendError {
     Closed,
 }
 
+/// Why a frame was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameRefused {
+    /// A frame is still waiting for the socket (slow link, or offline).
+    #[error("the socket is still busy with the previous frame")]
+    Busy,
+    #[error("the signaling connection task has stopped")]
+    Closed,
+}
+
 /// The sending side of the signaling connection.
 #[derive(Debug, Clone)]
 pub struct SignalingHandle {
     tx: mpsc::Sender<Outbound>,
+    /// Legacy relay frames: a lane of one slot, so a frame the socket
+    /// cannot take at once is dropped by the sender instead of queued
+    /// behind others (a live picture, not a backlog).
+    frames: mpsc::Sender<Outbound>,
+    /// The connected server's `maxPayload` (0 while not connected).
+    max_payload: Arc<AtomicU64>,
 }
 
 impl SignalingHandle {
@@ -135,6 +153,30 @@ impl SignalingHandle {
             })
             .await
             .map_err(|_| SendError::Closed)
+    }
+
+    /// Hands an event to the frame lane without waiting; refused when the
+    /// previous frame has not gone out yet.
+    pub fn try_emit_frame(&self, name: &str, payload: Value) -> Result<(), FrameRefused> {
+        self.frames
+            .try_send(Outbound {
+                name: name.to_owned(),
+                payload,
+                want_ack: false,
+            })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => FrameRefused::Busy,
+                mpsc::error::TrySendError::Closed(_) => FrameRefused::Closed,
+            })
+    }
+
+    /// The largest packet the connected server accepts (its open
+    /// packet's `maxPayload`); `None` while not connected.
+    pub fn max_payload(&self) -> Option<u64> {
+        match self.max_payload.load(Ordering::Relaxed) {
+            0 => None,
+            bytes => Some(bytes),
+        }
     }
 }
 
@@ -160,8 +202,38 @@ pub fn spawn_watching(
     tracker: &tokio_util::task::TaskTracker,
 ) -> SignalingHandle {
     let (tx, rx) = mpsc::channel(64);
-    tracker.spawn(run(settings, live_sessions, events, rx, cancel));
-    SignalingHandle { tx }
+    let (frames_tx, frames_rx) = mpsc::channel(1);
+    let max_payload = Arc::new(AtomicU64::new(0));
+    let lanes = Lanes {
+        outbound: rx,
+        frames: frames_rx,
+        max_payload: max_payload.clone(),
+    };
+    tracker.spawn(run(settings, live_sessions, events, lanes, cancel));
+    SignalingHandle {
+        tx,
+        frames: frames_tx,
+        max_payload,
+    }
+}
+
+/// The connection task's side of [`SignalingHandle`].
+struct Lanes {
+    outbound: mpsc::Receiver<Outbound>,
+    frames: mpsc::Receiver<Outbound>,
+    max_payload: Arc<AtomicU64>,
+}
+
+impl Lanes {
+    /// A frame that waited through a reconnect is stale: drop it.
+    fn drop_stale_frame(&mut self) {
+        if self.frames.try_recv().is_ok() {
+            debug!(
+                dropped = "stale_frame",
+                "frame from before the connection dropped"
+            );
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -183,7 +255,7 @@ async fn run(
     settings: SocketSettings,
     live_sessions: watch::Receiver<usize>,
     events: mpsc::Sender<SignalingEvent>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut lanes: Lanes,
     cancel: CancellationToken,
 ) {
     let mut policy = Reconnect::new(settings.reconnect_policy());
@@ -191,7 +263,8 @@ async fn run(
     let mut ever_connected = false;
     let mut auth_refusals: u32 = 0;
     loop {
-        let end = connect_once(&settings, &events, &mut outbound, &cancel, ever_connected).await;
+        let end = connect_once(&settings, &events, &mut lanes, &cancel, ever_connected).await;
+        lanes.max_payload.store(0, Ordering::Relaxed);
         let now = origin.elapsed();
         let delay = match end {
             End::Cancelled => return,
@@ -257,10 +330,12 @@ async fn run(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = sleep_until(wake) => break,
-                message = outbound.recv() => match message {
+                message = lanes.outbound.recv() => match message {
                     Some(message) => warn!(event = %message.name, dropped = "offline", "signaling offline; event dropped"),
                     None => return,
                 },
+                // Frames are dropped quietly: the relay counts them.
+                frame = lanes.frames.recv() => if frame.is_none() { return },
             }
         }
     }
@@ -272,7 +347,7 @@ type Socket =
 async fn connect_once(
     settings: &SocketSettings,
     events: &mpsc::Sender<SignalingEvent>,
-    outbound: &mut mpsc::Receiver<Outbound>,
+    lanes: &mut Lanes,
     cancel: &CancellationToken,
     reconnect: bool,
 ) -> End {
@@ -370,7 +445,9 @@ async fn connect_once(
     {
         return End::Cancelled;
     }
-    let reason = serve(&mut ws, &open, settings, events, outbound, cancel).await;
+    lanes.drop_stale_frame();
+    lanes.max_payload.store(open.max_payload, Ordering::Relaxed);
+    let reason = serve(&mut ws, &open, settings, events, lanes, cancel).await;
     match reason {
         None => {
             // Graceful close: leave the namespace, then close the socket.
@@ -427,7 +504,7 @@ async fn serve(
     open: &OpenInfo,
     settings: &SocketSettings,
     events: &mpsc::Sender<SignalingEvent>,
-    outbound: &mut mpsc::Receiver<Outbound>,
+    lanes: &mut Lanes,
     cancel: &CancellationToken,
 ) -> Option<String> {
     let heartbeat = open.ping_interval + open.ping_timeout;
@@ -440,7 +517,19 @@ async fn serve(
             _ = sleep_until(dead_at) => {
                 return Some(format!("no ping from the server for {} ms", heartbeat.as_millis()));
             }
-            message = outbound.recv() => {
+            frame = lanes.frames.recv() => {
+                let frame = frame?;
+                let packet = SocketPacket::Event {
+                    nsp: settings.namespace.clone(),
+                    id: None,
+                    name: frame.name,
+                    args: vec![frame.payload],
+                };
+                if let Err(err) = send_socket(ws, &packet).await {
+                    return Some(err);
+                }
+            }
+            message = lanes.outbound.recv() => {
                 let message = message?;
                 let id = message.want_ack.then(|| {
                     next_ack_id = next_ack_id.wrapping_add(1);

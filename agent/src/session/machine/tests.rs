@@ -33,6 +33,7 @@ const POLICY: SessionPolicy = SessionPolicy {
         height: 480,
         framerate: 30,
     },
+    transport: Transport::WebRtc,
 };
 
 fn offer() -> Input {
@@ -653,4 +654,5 @@ fn reason_codes_match_the_contract() {
     );
 }
 
+mod legacy;
 mod network;
