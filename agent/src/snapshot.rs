@@ -69,7 +69,25 @@ pub async fn take(settings: &Settings, out: &Path) -> Result<Snapshot, SnapshotE
         return Err(SnapshotError::NoDevice(device.clone()));
     }
     let (events_tx, mut events) = mpsc::channel(8);
-    let mut capture = JpegCapture::start("snapshot", &plan, events_tx)?;
+    let hint = || busy_hint(device.as_deref());
+    let mut capture = match JpegCapture::start("snapshot", &plan, events_tx) {
+        Ok(capture) => capture,
+        // A camera that cannot be opened fails the start; the bus said why.
+        Err(MediaError::Start(start)) => {
+            let mut message = start;
+            while let Ok(event) = events.try_recv() {
+                if let MediaEvent::Error(error) = event {
+                    message = error;
+                    break;
+                }
+            }
+            return Err(SnapshotError::Camera {
+                message,
+                hint: hint(),
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     let outcome = tokio::time::timeout(FIRST_FRAME_TIMEOUT, async {
         loop {
             match events.recv().await {
@@ -82,7 +100,6 @@ pub async fn take(settings: &Settings, out: &Path) -> Result<Snapshot, SnapshotE
     })
     .await;
     capture.stop();
-    let hint = || busy_hint(device.as_deref());
     let frame = match outcome {
         Ok(Ok(frame)) => frame,
         Ok(Err(message)) => {

@@ -92,15 +92,43 @@ fn run_refuses_a_token_file_others_can_read_without_printing_it() {
 }
 
 #[test]
-fn simple_streaming_off_is_refused_clearly() {
+fn simple_streaming_selects_the_mode_over_the_file_and_rejects_non_booleans() {
     let scratch = Scratch::new("cli-legacy").unwrap();
     let token = scratch.token_file("t").unwrap();
     let config = AgentConfig::new("http://127.0.0.1:9", &token)
         .write(&scratch)
         .unwrap();
-    let (code, stderr) = run(&config, &[("SIMPLE_STREAMING", "0")]);
+    let (code, stderr) = run(&config, &[("SIMPLE_STREAMING", "legacy")]);
     assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("legacy"), "{stderr}");
+    assert!(stderr.contains("SIMPLE_STREAMING=legacy"), "{stderr}");
+    let dropin = scratch.dir.join("agent.toml.d");
+    std::fs::create_dir_all(&dropin).unwrap();
+    std::fs::write(dropin.join("50-streaming.toml"), "[streaming]\nsimple = true\n").unwrap();
+    let effective = |env: Option<&str>| {
+        let mut command = Command::new(harness::agent_binary().unwrap());
+        command.args(["check-config", "--config"]).arg(&config);
+        match env {
+            Some(value) => command.env("SIMPLE_STREAMING", value),
+            None => command.env_remove("SIMPLE_STREAMING"),
+        };
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with("simple = "))
+            .unwrap_or_else(|| panic!("no streaming.simple row in {stdout}"))
+            .to_owned();
+        let (value, origin) = row.split_once('#').unwrap();
+        (value.trim().to_owned(), origin.trim().to_owned())
+    };
+    assert_eq!(
+        effective(Some("0")),
+        ("simple = false".into(), "environment SIMPLE_STREAMING".into())
+    );
+    let (value, origin) = effective(None);
+    assert_eq!(value, "simple = true");
+    assert!(origin.ends_with("50-streaming.toml:2"), "{origin}");
 }
 
 #[test]
