@@ -9,10 +9,10 @@
 //! only between the two parties, with `from` added. Tests read what happened
 //! through [`StandIn::session`] and [`StandIn::wait_for`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -26,8 +26,11 @@ use socketioxide::handler::ConnectHandler;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod frames;
 mod rest;
 mod socket;
+
+pub use frames::{FrameDrop, FrameRecord, LEGACY_MAX_PAYLOAD, MAX_JPEG_BYTES};
 
 use rest::{ApiError, Unauthorized, bearer, error, humantime_now, json_body, session_view};
 use socket::install_socket_handlers;
@@ -80,6 +83,8 @@ pub struct Session {
     pub state: SessionState,
     pub end_reason: Option<String>,
     pub ended_by: Option<String>,
+    /// When the session ended, by the stand-in's clock.
+    pub ended_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,10 +99,19 @@ pub struct StandInConfig {
     /// The contract's "the server also ends a session when a party's socket
     /// has been gone for a while": this long.
     pub party_gone_grace: Duration,
+    /// The contract's legacy mode (section 5): `stream:frame` relayed,
+    /// `webrtc:signal` dropped. Off: the reverse.
+    pub legacy: bool,
 }
 
 impl StandInConfig {
-    /// One camera and one linked client.
+    /// Legacy mode (`SIMPLE_STREAMING` off): JPEG frames over the socket
+    /// instead of WebRTC.
+    pub fn legacy(mut self) -> Self {
+        self.legacy = true;
+        self
+    }
+
     /// Adds another client linked to every camera.
     pub fn with_client(mut self, id: &str, token: &str) -> Self {
         let cameras: Vec<String> = self
@@ -118,6 +132,7 @@ impl StandInConfig {
         self
     }
 
+    /// One camera and one linked client.
     pub fn pair(camera: (&str, &str), client: (&str, &str)) -> Self {
         Self {
             devices: vec![
@@ -139,6 +154,7 @@ impl StandInConfig {
             ping_timeout: Duration::from_secs(20),
             ice_servers: Vec::new(),
             party_gone_grace: Duration::from_secs(10),
+            legacy: false,
         }
     }
 }
@@ -154,6 +170,9 @@ struct World {
     dropped: u64,
     socket_auth_failures: u64,
     rest_auth_failures: u64,
+    /// Legacy mode: each session's frames, and every dropped frame by reason.
+    frames: HashMap<String, frames::SessionFrames>,
+    frame_drops: BTreeMap<FrameDrop, u64>,
 }
 
 struct Shared {
@@ -211,10 +230,13 @@ impl StandIn {
         config: StandInConfig,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let (layer, io) = SocketIo::builder()
+        let mut builder = SocketIo::builder()
             .ping_interval(config.ping_interval)
-            .ping_timeout(config.ping_timeout)
-            .build_layer();
+            .ping_timeout(config.ping_timeout);
+        if config.legacy {
+            builder = builder.max_payload(LEGACY_MAX_PAYLOAD);
+        }
+        let (layer, io) = builder.build_layer();
         let shared = Arc::new(Shared {
             config,
             world: Mutex::new(World::default()),
@@ -446,6 +468,7 @@ async fn create_stream(
             state: SessionState::Requested,
             end_reason: None,
             ended_by: None,
+            ended_at: None,
         };
         world.sessions.insert(session.id.clone(), session.clone());
         session
@@ -552,6 +575,7 @@ async fn end_session(shared: &Shared, id: &str, by: &str, reason: &str) -> Reply
         session.state = SessionState::Ended;
         session.end_reason = Some(reason.to_string());
         session.ended_by = Some(by.to_string());
+        session.ended_at = Some(SystemTime::now());
         session.clone()
     };
     shared.changed.notify_waiters();

@@ -1,6 +1,7 @@
 //! The stand-in's Socket.IO side: authentication of every socket (header
 //! and CONNECT payload), presence, and relaying signals strictly between
-//! the two parties of a streaming session.
+//! the two parties of a streaming session (in legacy mode, frames from the
+//! camera to the client instead: see `frames.rs`).
 
 use super::*;
 
@@ -55,6 +56,14 @@ pub(super) fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
                     async move { relay_signal(&shared, &socket, signal, ack).await }
                 },
             );
+            let frame_shared = shared.clone();
+            socket.on(
+                "stream:frame",
+                move |socket: SocketRef, TryData(frame): TryData<Value>, ack: AckSender| {
+                    let shared = frame_shared.clone();
+                    async move { super::frames::relay_frame(&shared, &socket, frame.ok(), ack).await }
+                },
+            );
             // The middleware accepted this header's token.
             let device =
                 bearer(&socket.req_parts().headers).and_then(|token| shared.device_by_token(token));
@@ -72,6 +81,13 @@ pub(super) fn install_socket_handlers(io: &SocketIo, shared: Arc<Shared>) {
 }
 
 async fn relay_signal(shared: &Shared, socket: &SocketRef, mut signal: Value, ack: AckSender) {
+    // The legacy server has no WebRTC: nothing to relay a signal to.
+    if shared.config.legacy {
+        shared.world().dropped += 1;
+        let _ = ack.send(&json!({"ok": false, "error": "legacy_mode"}));
+        shared.changed.notify_waiters();
+        return;
+    }
     let sender = shared.world().sockets.get(&socket.id.to_string()).cloned();
     let target = (|| {
         let sender = sender?;
