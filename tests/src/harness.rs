@@ -215,9 +215,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(config: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with_env(config, &[])
+    }
+
+    /// [`AgentProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut child = Command::new(agent_binary()?)
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env(
                 "CAMERA_AGENT_LOG",
                 std::env::var("CAMERA_AGENT_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -443,13 +449,24 @@ impl Bed {
         camera: (&str, &str),
         config: impl FnOnce(AgentConfig) -> AgentConfig,
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(name, standin, camera, &[], config).await
+    }
+
+    /// [`Bed::start`] with extra environment variables for the agent.
+    pub async fn start_with_env(
+        name: &str,
+        standin: crate::standin::StandInConfig,
+        camera: (&str, &str),
+        env: &[(&str, &str)],
+        config: impl FnOnce(AgentConfig) -> AgentConfig,
+    ) -> anyhow::Result<Self> {
         let standin = crate::standin::StandIn::start(format!("{TEST_HOST}:0").parse()?, standin)
             .await
             .context("cannot start the stand-in (inside the test network namespace?)")?;
         let scratch = Scratch::new(name)?;
         let token = scratch.token_file(camera.1)?;
         let config = config(AgentConfig::new(&standin.url(), &token)).write(&scratch)?;
-        let agent = AgentProcess::spawn(&config)?;
+        let agent = AgentProcess::spawn_with_env(&config, env)?;
         let camera_id = camera.0.to_owned();
         if !standin
             .wait_for(Duration::from_secs(20), |s| s.online(&camera_id))
