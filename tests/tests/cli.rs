@@ -103,7 +103,11 @@ fn simple_streaming_selects_the_mode_over_the_file_and_rejects_non_booleans() {
     assert!(stderr.contains("SIMPLE_STREAMING=legacy"), "{stderr}");
     let dropin = scratch.dir.join("agent.toml.d");
     std::fs::create_dir_all(&dropin).unwrap();
-    std::fs::write(dropin.join("50-streaming.toml"), "[streaming]\nsimple = true\n").unwrap();
+    std::fs::write(
+        dropin.join("50-streaming.toml"),
+        "[streaming]\nsimple = true\n",
+    )
+    .unwrap();
     let effective = |env: Option<&str>| {
         let mut command = Command::new(harness::agent_binary().unwrap());
         command.args(["check-config", "--config"]).arg(&config);
@@ -124,7 +128,10 @@ fn simple_streaming_selects_the_mode_over_the_file_and_rejects_non_booleans() {
     };
     assert_eq!(
         effective(Some("0")),
-        ("simple = false".into(), "environment SIMPLE_STREAMING".into())
+        (
+            "simple = false".into(),
+            "environment SIMPLE_STREAMING".into()
+        )
     );
     let (value, origin) = effective(None);
     assert_eq!(value, "simple = true");

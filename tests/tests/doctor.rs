@@ -14,6 +14,16 @@ const CLIENT: (&str, &str) = ("viewer-doctor", "client-token-doctor");
 /// Runs `doctor` against `url` with `token`, on the test pattern or, given
 /// a `v4l2_device`, on that V4L2 camera.
 async fn doctor(url: &str, token: &str, v4l2_device: Option<&str>) -> (Output, String) {
+    doctor_with_env(url, token, v4l2_device, &[]).await
+}
+
+/// [`doctor`] with extra environment variables.
+async fn doctor_with_env(
+    url: &str,
+    token: &str,
+    v4l2_device: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Output, String) {
     let scratch = Scratch::new("doctor").unwrap();
     let token_file = scratch.token_file(token).unwrap();
     let mut config = AgentConfig::new(url, &token_file);
@@ -26,6 +36,8 @@ async fn doctor(url: &str, token: &str, v4l2_device: Option<&str>) -> (Output, S
     let output = tokio::process::Command::new(harness::agent_binary().unwrap())
         .args(["doctor", "--config"])
         .arg(&config)
+        .env_remove("SIMPLE_STREAMING")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
@@ -49,6 +61,7 @@ async fn a_healthy_install_passes_every_check() {
     assert!(output.status.success(), "{stdout}");
     for step in [
         "configuration",
+        "streaming mode: webrtc (default)",
         "device token",
         "control plane",
         "login",
@@ -64,6 +77,28 @@ async fn a_healthy_install_passes_every_check() {
     }
     assert!(stdout.contains("frames encoded"), "{stdout}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+    standin.stop().await;
+}
+
+#[tokio::test]
+async fn the_legacy_mode_and_its_jpeg_path_are_named() {
+    let standin = standin().await;
+    let (output, stdout) = doctor_with_env(
+        &standin.url(),
+        CAMERA.1,
+        None,
+        &[("SIMPLE_STREAMING", "off")],
+    )
+    .await;
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("[ ok ] streaming mode: legacy_jpeg (environment SIMPLE_STREAMING)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[ ok ] legacy JPEG path: source: test pattern; jpeg: jpegenc"),
+        "{stdout}"
+    );
     standin.stop().await;
 }
 

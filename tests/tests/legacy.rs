@@ -154,8 +154,7 @@ async fn simple_streaming_0_relays_decodable_jpegs_and_tears_down_to_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_toml_flag_streams_720p_at_the_configured_rate_and_sigterm_ends_with_camera_shutdown()
-{
+async fn the_toml_flag_streams_720p_at_the_configured_rate_and_sigterm_ends_with_camera_shutdown() {
     harness::require_test_netns();
     let mut bed = Bed::start("legacy-720p", standin(), CAMERA, |config| {
         config
@@ -229,7 +228,12 @@ async fn capacity_and_max_duration_hold_in_legacy_mode() {
     );
     let log = first.log(&id);
     log.check(CLOCK_TOLERANCE).unwrap();
-    assert!(bed.standin.frames_after_end(&id).iter().all(|after| *after < Duration::from_secs(1)));
+    assert!(
+        bed.standin
+            .frames_after_end(&id)
+            .iter()
+            .all(|after| *after < Duration::from_secs(1))
+    );
     first.close().await;
     second.close().await;
     bed.standin.stop().await;
