@@ -102,6 +102,9 @@ pub struct StandInConfig {
     /// The contract's legacy mode (section 5): `stream:frame` relayed,
     /// `webrtc:signal` dropped. Off: the reverse.
     pub legacy: bool,
+    /// The Engine.IO `maxPayload` to announce instead of the mode's
+    /// default (a server with a smaller limit than the contract's frames).
+    pub max_payload: Option<u64>,
 }
 
 impl StandInConfig {
@@ -155,6 +158,7 @@ impl StandInConfig {
             ice_servers: Vec::new(),
             party_gone_grace: Duration::from_secs(10),
             legacy: false,
+            max_payload: None,
         }
     }
 }
@@ -233,7 +237,9 @@ impl StandIn {
         let mut builder = SocketIo::builder()
             .ping_interval(config.ping_interval)
             .ping_timeout(config.ping_timeout);
-        if config.legacy {
+        if let Some(max_payload) = config.max_payload {
+            builder = builder.max_payload(max_payload);
+        } else if config.legacy {
             builder = builder.max_payload(LEGACY_MAX_PAYLOAD);
         }
         let (layer, io) = builder.build_layer();

@@ -238,3 +238,65 @@ async fn capacity_and_max_duration_hold_in_legacy_mode() {
     second.close().await;
     bed.standin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_too_big_for_the_server_lower_the_jpeg_quality_until_they_fit() {
+    harness::require_test_netns();
+    // A server whose maxPayload leaves room for about 22 KB of JPEG: the
+    // test pattern at 640x480 and quality 85 (about 25 KB) does not fit.
+    const MAX_PAYLOAD: u64 = 30_000;
+    let mut standin = standin();
+    standin.max_payload = Some(MAX_PAYLOAD);
+    let bed = Bed::start("legacy-oversize", standin, CAMERA, |config| {
+        config
+            .size(640, 480)
+            .set("streaming.simple", false)
+            .set("streaming.legacy_fps", 5)
+    })
+    .await
+    .unwrap();
+    let mut viewer = LegacyViewer::connect(&bed.standin.url(), CLIENT.0, CLIENT.1)
+        .await
+        .unwrap();
+    let id = viewer.request(CAMERA.0).await.unwrap();
+    let log = viewer
+        .frames_until(&id, 5, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\nagent log:\n{}", bed.agent.output().join("\n")));
+    // Numbering has no gap for the skipped frames, and each one decodes.
+    log.check(CLOCK_TOLERANCE).unwrap();
+    let base64_room = (MAX_PAYLOAD as usize - 200) / 4 * 3;
+    assert!(
+        log.frames.iter().all(|frame| frame.jpeg_len <= base64_room),
+        "{:?}",
+        log.frames
+            .iter()
+            .map(|frame| frame.jpeg_len)
+            .collect::<Vec<_>>()
+    );
+    let skipped = bed
+        .agent
+        .wait_record(WAIT, |record| {
+            record["session_id"] == id.as_str() && record["skipped"] == "oversize"
+        })
+        .await
+        .unwrap();
+    let lowered = bed
+        .agent
+        .wait_message("jpeg quality", Some(&id), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        lowered["quality"].as_u64().unwrap() < 85,
+        "{skipped}\n{lowered}"
+    );
+    viewer.hang_up(&id).await.unwrap();
+    let record = frames_record(&bed, &id).await;
+    assert!(
+        record["frames_skipped_oversize"].as_u64().unwrap() >= 1,
+        "{record}"
+    );
+    eprintln!("oversize: {skipped}\n{lowered}\n{record}");
+    viewer.close().await;
+    bed.standin.stop().await;
+}
