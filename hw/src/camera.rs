@@ -92,19 +92,18 @@ impl Camera {
 
     /// A mode with the camera's own H.264 at `capture`, for passthrough.
     pub fn h264_mode(&self, capture: CaptureSpec) -> Option<&CameraMode> {
-        self.modes.iter().find(|mode| {
-            mode.pixels == PixelKind::H264
-                && mode.width == capture.width
-                && mode.height == capture.height
-                && (mode.framerates.is_empty() || mode.framerates.contains(&capture.framerate))
-        })
+        self.encoded_mode(&PixelKind::H264, capture)
     }
 
     /// A mode with the camera's own JPEG at `capture` (UVC webcams), which
     /// the legacy relay passes through without decoding.
     pub fn mjpeg_mode(&self, capture: CaptureSpec) -> Option<&CameraMode> {
+        self.encoded_mode(&PixelKind::Mjpeg, capture)
+    }
+
+    fn encoded_mode(&self, pixels: &PixelKind, capture: CaptureSpec) -> Option<&CameraMode> {
         self.modes.iter().find(|mode| {
-            mode.pixels == PixelKind::Mjpeg
+            mode.pixels == *pixels
                 && mode.width == capture.width
                 && mode.height == capture.height
                 && (mode.framerates.is_empty() || mode.framerates.contains(&capture.framerate))

@@ -18,6 +18,59 @@ use camera_agent::control_plane::socketio::connection::{
     self, SignalingEvent, SignalingHandle, SocketSettings,
 };
 
+/// A test device's connected socket: the agent's own client with a
+/// viewer's settings (one person, not a fleet: fast, unspread retries).
+pub struct SocketParts {
+    pub signaling: SignalingHandle,
+    pub events: mpsc::Receiver<SignalingEvent>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Connects a socket to the stand-in at `base` with `token` and waits (10 s
+/// at most) until the namespace is connected.
+pub async fn connect_socket(base: &str, token: &str) -> anyhow::Result<SocketParts> {
+    let base_url = url::Url::parse(base)?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (events_tx, mut events) = mpsc::channel(256);
+    let signaling = connection::spawn(
+        SocketSettings {
+            url: SocketSettings::socket_url(&base_url, "/socket.io/")
+                .map_err(|err| anyhow!(err))?,
+            namespace: "/".into(),
+            token: Secret::new(token.into()),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_max: Duration::from_secs(2),
+            reconnect_spread: Duration::from_millis(500),
+            auth_reconnect_max: Duration::from_secs(5),
+            tls: None,
+        },
+        events_tx,
+        cancel.clone(),
+        &tracker,
+    );
+    let connected = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.recv().await {
+            match event {
+                SignalingEvent::Connected { .. } => return Ok(()),
+                SignalingEvent::AuthRejected => bail!("token refused"),
+                _ => {}
+            }
+        }
+        bail!("signaling task ended")
+    })
+    .await
+    .context("socket did not connect in 10 s")?;
+    connected?;
+    Ok(SocketParts {
+        signaling,
+        events,
+        cancel,
+        tracker,
+    })
+}
+
 /// One connected device: a socket and a token.
 pub struct RawDevice {
     base: String,
@@ -33,39 +86,12 @@ impl RawDevice {
     /// Connects the socket with `token` and waits (10 s at most) until the
     /// namespace is connected.
     pub async fn connect(base: &str, token: &str) -> anyhow::Result<Self> {
-        let base_url = url::Url::parse(base)?;
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let (events_tx, mut events) = mpsc::channel(256);
-        let signaling = connection::spawn(
-            SocketSettings {
-                url: SocketSettings::socket_url(&base_url, "/socket.io/")
-                    .map_err(|err| anyhow!(err))?,
-                namespace: "/".into(),
-                token: Secret::new(token.into()),
-                connect_timeout: Duration::from_secs(5),
-                reconnect_max: Duration::from_secs(2),
-                reconnect_spread: Duration::from_millis(500),
-                auth_reconnect_max: Duration::from_secs(5),
-                tls: None,
-            },
-            events_tx,
-            cancel.clone(),
-            &tracker,
-        );
-        let connected = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(event) = events.recv().await {
-                match event {
-                    SignalingEvent::Connected { .. } => return Ok(()),
-                    SignalingEvent::AuthRejected => bail!("token refused"),
-                    _ => {}
-                }
-            }
-            bail!("signaling task ended")
-        })
-        .await
-        .context("socket did not connect in 10 s")?;
-        connected?;
+        let SocketParts {
+            signaling,
+            events,
+            cancel,
+            tracker,
+        } = connect_socket(base, token).await?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.into(),

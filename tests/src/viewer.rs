@@ -17,10 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use camera_agent::config::Secret;
-use camera_agent::control_plane::socketio::connection::{
-    self, SignalingEvent, SignalingHandle, SocketSettings,
-};
+use camera_agent::control_plane::socketio::connection::{SignalingEvent, SignalingHandle};
 
 use crate::viewer_stats::{CandidatePair, FrameTimeline};
 
@@ -169,40 +166,14 @@ impl Viewer {
         // A browser has its DTLS certificate before it calls; make
         // GStreamer's fallback one now, not inside the first answer.
         drop(gst::ElementFactory::make("dtlssrtpdec").build()?);
-        let base_url = url::Url::parse(base)?;
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let (events_tx, mut events) = mpsc::channel(256);
-        let signaling = connection::spawn(
-            SocketSettings {
-                url: SocketSettings::socket_url(&base_url, "/socket.io/")
-                    .map_err(|err| anyhow!(err))?,
-                namespace: "/".into(),
-                token: Secret::new(token.into()),
-                connect_timeout: Duration::from_secs(5),
-                reconnect_max: Duration::from_secs(2),
-                // A viewer is one person, not a fleet.
-                reconnect_spread: Duration::from_millis(500),
-                auth_reconnect_max: Duration::from_secs(5),
-                tls: None,
-            },
-            events_tx,
-            cancel.clone(),
-            &tracker,
-        );
-        let connected = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(event) = events.recv().await {
-                match event {
-                    SignalingEvent::Connected { .. } => return Ok(()),
-                    SignalingEvent::AuthRejected => bail!("viewer token refused"),
-                    _ => {}
-                }
-            }
-            bail!("signaling task ended")
-        })
-        .await
-        .context("viewer signaling did not connect in 10 s")?;
-        connected?;
+        let crate::raw_device::SocketParts {
+            signaling,
+            events,
+            cancel,
+            tracker,
+        } = crate::raw_device::connect_socket(base, token)
+            .await
+            .context("viewer signaling")?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.into(),

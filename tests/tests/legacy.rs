@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use testbed::harness::{self, Bed};
+use testbed::harness::{self, AgentConfig, Bed};
 use testbed::legacy_viewer::{LegacyViewer, SessionLog, check_frame_rules};
 use testbed::standin::{SessionState, StandInConfig};
 
@@ -21,6 +21,25 @@ fn standin() -> StandInConfig {
     StandInConfig::pair(CAMERA, CLIENT)
         .with_client(CLIENT2.0, CLIENT2.1)
         .legacy()
+}
+
+/// The agent in legacy mode through the TOML flag, changed by `config`,
+/// and a connected viewer.
+async fn legacy_bed(
+    name: &str,
+    standin: StandInConfig,
+    config: impl FnOnce(AgentConfig) -> AgentConfig,
+) -> (Bed, LegacyViewer) {
+    harness::require_test_netns();
+    let bed = Bed::start(name, standin, CAMERA, |agent| {
+        config(agent.set("streaming.simple", false))
+    })
+    .await
+    .unwrap();
+    let viewer = LegacyViewer::connect(&bed.standin.url(), CLIENT.0, CLIENT.1)
+        .await
+        .unwrap();
+    (bed, viewer)
 }
 
 /// Frames per second over the frames received, from their capture times.
@@ -155,18 +174,10 @@ async fn simple_streaming_0_relays_decodable_jpegs_and_tears_down_to_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_toml_flag_streams_720p_at_the_configured_rate_and_sigterm_ends_with_camera_shutdown() {
-    harness::require_test_netns();
-    let mut bed = Bed::start("legacy-720p", standin(), CAMERA, |config| {
-        config
-            .size(1280, 720)
-            .set("streaming.simple", false)
-            .set("streaming.legacy_fps", 5)
+    let (mut bed, mut viewer) = legacy_bed("legacy-720p", standin(), |config| {
+        config.size(1280, 720).set("streaming.legacy_fps", 5)
     })
-    .await
-    .unwrap();
-    let mut viewer = LegacyViewer::connect(&bed.standin.url(), CLIENT.0, CLIENT.1)
-        .await
-        .unwrap();
+    .await;
     let log = watch(&bed, &mut viewer, 15, (1280, 720)).await;
     let (min, mean, max) = sizes(&log);
     let fps = rate(&log);
@@ -193,18 +204,10 @@ async fn the_toml_flag_streams_720p_at_the_configured_rate_and_sigterm_ends_with
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_and_max_duration_hold_in_legacy_mode() {
-    harness::require_test_netns();
-    let bed = Bed::start("legacy-limits", standin(), CAMERA, |config| {
-        config
-            .size(320, 240)
-            .set("streaming.simple", false)
-            .set("session.max_duration", "3s")
+    let (bed, mut first) = legacy_bed("legacy-limits", standin(), |config| {
+        config.size(320, 240).set("session.max_duration", "3s")
     })
-    .await
-    .unwrap();
-    let mut first = LegacyViewer::connect(&bed.standin.url(), CLIENT.0, CLIENT.1)
-        .await
-        .unwrap();
+    .await;
     let mut second = LegacyViewer::connect(&bed.standin.url(), CLIENT2.0, CLIENT2.1)
         .await
         .unwrap();
@@ -241,23 +244,15 @@ async fn capacity_and_max_duration_hold_in_legacy_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_too_big_for_the_server_lower_the_jpeg_quality_until_they_fit() {
-    harness::require_test_netns();
     // A server whose maxPayload leaves room for about 22 KB of JPEG: the
     // test pattern at 640x480 and quality 85 (about 25 KB) does not fit.
     const MAX_PAYLOAD: u64 = 30_000;
     let mut standin = standin();
     standin.max_payload = Some(MAX_PAYLOAD);
-    let bed = Bed::start("legacy-oversize", standin, CAMERA, |config| {
-        config
-            .size(640, 480)
-            .set("streaming.simple", false)
-            .set("streaming.legacy_fps", 5)
+    let (bed, mut viewer) = legacy_bed("legacy-oversize", standin, |config| {
+        config.size(640, 480).set("streaming.legacy_fps", 5)
     })
-    .await
-    .unwrap();
-    let mut viewer = LegacyViewer::connect(&bed.standin.url(), CLIENT.0, CLIENT.1)
-        .await
-        .unwrap();
+    .await;
     let id = viewer.request(CAMERA.0).await.unwrap();
     let log = viewer
         .frames_until(&id, 5, Duration::from_secs(30))
