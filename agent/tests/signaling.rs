@@ -29,6 +29,8 @@ enum Script {
     GoSilent,
     /// Answer CONNECT with CONNECT_ERROR.
     RefuseAuth,
+    /// Accept the namespace, then read nothing more (a stalled uplink).
+    StopReading,
 }
 
 /// Serves `script` to every connection; reports (connection count, pongs
@@ -61,7 +63,15 @@ async fn server(script: Script) -> (String, mpsc::Receiver<String>) {
                 let _ = report
                     .send(format!("connected header_ok={header_ok}"))
                     .await;
-                let open = r#"0{"sid":"x","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000}"#;
+                let open = match script {
+                    // Long enough that the client keeps the connection.
+                    Script::StopReading => {
+                        r#"0{"sid":"x","upgrades":[],"pingInterval":30000,"pingTimeout":30000,"maxPayload":1000000}"#
+                    }
+                    _ => {
+                        r#"0{"sid":"x","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000}"#
+                    }
+                };
                 ws.send(Message::text(open)).await.unwrap();
                 let Some(Ok(Message::Text(connect))) = ws.next().await else {
                     return;
@@ -73,6 +83,10 @@ async fn server(script: Script) -> (String, mpsc::Receiver<String>) {
                             .await
                             .unwrap();
                         let _ = ws.close(None).await;
+                    }
+                    Script::StopReading => {
+                        ws.send(Message::text(r#"40{"sid":"s"}"#)).await.unwrap();
+                        tokio::time::sleep(Duration::from_secs(20)).await;
                     }
                     Script::GoSilent => {
                         ws.send(Message::text(r#"40{"sid":"s"}"#)).await.unwrap();
@@ -215,6 +229,43 @@ async fn a_refused_token_backs_off_instead_of_hammering() {
         connections, 1,
         "reconnected while backing off from an auth refusal"
     );
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
+async fn frames_the_socket_cannot_take_are_refused_not_queued() {
+    let (url, _reports) = server(Script::StopReading).await;
+    let (tx, mut events) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let handle = connection::spawn(settings(&url), tx, cancel.clone(), &tracker);
+    assert_eq!(handle.max_payload(), None, "known before connecting");
+    assert_eq!(
+        next_event(&mut events).await,
+        SignalingEvent::Connected { reconnect: false }
+    );
+    assert_eq!(handle.max_payload(), Some(1_000_000));
+    // 500 KB frames into a server that reads nothing: once the kernel's
+    // buffers are full, the one-slot lane is taken and every further frame
+    // is refused at once instead of piling up in memory.
+    let payload = serde_json::json!({ "data": "x".repeat(500_000) });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut taken = 0;
+    let mut refused = 0;
+    while Instant::now() < deadline && refused < 20 {
+        match handle.try_emit_frame("stream:frame", payload.clone()) {
+            Ok(()) => taken += 1,
+            Err(connection::FrameRefused::Busy) => refused += 1,
+            Err(connection::FrameRefused::Closed) => panic!("connection task gone"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(refused, 20, "never refused after {taken} frames");
+    // Loopback buffers hold a few MB: a bounded number of frames, never
+    // the whole stream.
+    assert!(taken < 100, "{taken} frames taken by a stalled socket");
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

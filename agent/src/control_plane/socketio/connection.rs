@@ -450,15 +450,16 @@ async fn connect_once(
     let reason = serve(&mut ws, &open, settings, events, lanes, cancel).await;
     match reason {
         None => {
-            // Graceful close: leave the namespace, then close the socket.
-            let _ = send_socket(
-                &mut ws,
-                &SocketPacket::Disconnect {
-                    nsp: settings.namespace.clone(),
-                },
-            )
+            // Graceful close: leave the namespace, then close the socket;
+            // bounded, as a stalled uplink would hold either write forever.
+            let leave = SocketPacket::Disconnect {
+                nsp: settings.namespace.clone(),
+            };
+            let _ = timeout(Duration::from_secs(1), async {
+                let _ = send_socket(&mut ws, &leave).await;
+                let _ = ws.close(None).await;
+            })
             .await;
-            let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
             End::Cancelled
         }
         Some(reason) => End::Lost {
@@ -498,6 +499,22 @@ async fn send_socket(ws: &mut Socket, packet: &SocketPacket) -> Result<(), Strin
     send_engine(ws, &EnginePacket::Message(encode_socket(packet))).await
 }
 
+/// A write that gives way to cancellation and to the heartbeat deadline: a
+/// stalled uplink (full socket buffers) must not hold the task past
+/// either. `Ok` = sent; `Err(None)` = cancelled; `Err(Some(reason))` = lost.
+async fn send_bounded(
+    ws: &mut Socket,
+    packet: &SocketPacket,
+    cancel: &CancellationToken,
+    dead_at: Instant,
+) -> Result<(), Option<String>> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(None),
+        _ = sleep_until(dead_at) => Err(Some("a write stalled past the heartbeat".into())),
+        sent = send_socket(ws, packet) => sent.map_err(Some),
+    }
+}
+
 /// Runs a connected socket. `None` = cancelled; `Some(reason)` = lost.
 async fn serve(
     ws: &mut Socket,
@@ -525,8 +542,8 @@ async fn serve(
                     name: frame.name,
                     args: vec![frame.payload],
                 };
-                if let Err(err) = send_socket(ws, &packet).await {
-                    return Some(err);
+                if let Err(end) = send_bounded(ws, &packet, cancel, dead_at).await {
+                    return end;
                 }
             }
             message = lanes.outbound.recv() => {
@@ -542,8 +559,8 @@ async fn serve(
                     name: message.name,
                     args: vec![message.payload],
                 };
-                if let Err(err) = send_socket(ws, &packet).await {
-                    return Some(err);
+                if let Err(end) = send_bounded(ws, &packet, cancel, dead_at).await {
+                    return end;
                 }
             }
             frame = ws.next() => {
