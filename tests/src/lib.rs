@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod harness;
 pub mod legacy_viewer;
 pub mod link_quality;
+pub mod measure;
 pub mod netem;
 pub mod pattern;
 pub mod raw_device;

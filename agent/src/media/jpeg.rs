@@ -72,11 +72,15 @@ impl JpegCapture {
                 .map(|element| (element.clone(), plan.encoder))
         });
         let sink = make("appsink")?;
+        // async=false: a live pipeline needs no preroll, and an async sink
+        // makes the bin finish its state change on a GLib pool thread that
+        // then idles 0.5 s, outliving a session ended that soon.
         for (property, value) in [
             ("max-buffers", "1"),
             ("drop", "true"),
             ("sync", "false"),
             ("enable-last-sample", "false"),
+            ("async", "false"),
         ] {
             set_str_property(&sink, property, value)?;
         }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use testbed::browser_viewer::BrowserViewer;
 use testbed::harness::{self, AgentProcess, Bed, ProcCounts};
+use testbed::measure::{cpu_over, median};
 use testbed::standin::{StandIn, StandInConfig};
 use testbed::viewer::Viewer;
 
@@ -42,45 +43,6 @@ struct Args {
 
 const CAMERA: (&str, &str) = ("cam-bench", "bench-camera-token");
 const CLIENT: (&str, &str) = ("viewer-bench", "bench-client-token");
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which may contain spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("bad stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
-}
-
-/// CPU seconds a process spends over `window`, after `warmup`.
-async fn cpu_over(pid: u32, warmup: Duration, window: Duration) -> anyhow::Result<f64> {
-    tokio::time::sleep(warmup).await;
-    let start = cpu_ticks(pid)?;
-    tokio::time::sleep(window).await;
-    let end = cpu_ticks(pid)?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { sysconf(2) } as f64; // _SC_CLK_TCK
-    Ok((end - start) as f64 / hz)
-}
-
-unsafe extern "C" {
-    fn sysconf(name: i32) -> i64;
-}
 
 /// The same capture and encode as the agent's plan, alone in gst-launch.
 async fn reference_cpu(args: &Args, warmup: Duration, window: Duration) -> anyhow::Result<f64> {
