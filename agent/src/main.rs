@@ -237,11 +237,14 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     if json {
         fn plan_json<T: serde::Serialize + std::fmt::Display, E: std::fmt::Display>(
             plan: &Result<T, E>,
-        ) -> serde_json::Value {
-            match plan {
-                Ok(plan) => serde_json::json!({ "ok": plan, "text": plan.to_string() }),
+        ) -> anyhow::Result<serde_json::Value> {
+            Ok(match plan {
+                Ok(plan) => serde_json::json!({
+                    "ok": serde_json::to_value(plan).context("plan not serialisable")?,
+                    "text": plan.to_string(),
+                }),
                 Err(err) => serde_json::json!({ "error": err.to_string() }),
-            }
+            })
         }
         let report = serde_json::json!({
             "board": found.board,
@@ -249,8 +252,8 @@ fn probe(json: bool, config: Option<&std::path::Path>) -> anyhow::Result<()> {
             "cameras": found.cameras,
             "encoders": found.encoders,
             "streaming_mode": streaming.mode.name(),
-            "plan": plan_json(&plan),
-            "legacy_jpeg_plan": plan_json(&jpeg),
+            "plan": plan_json(&plan)?,
+            "legacy_jpeg_plan": plan_json(&jpeg)?,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

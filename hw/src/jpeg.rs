@@ -22,13 +22,15 @@ pub const MIN_JPEG_QUALITY: u8 = 30;
 
 /// Who makes the JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum JpegEncoder {
     /// The camera's own MJPEG, passed through: its quality is the camera's.
+    #[serde(rename = "camera")]
     Camera,
     /// The Raspberry Pi's hardware JPEG encoder.
+    #[serde(rename = "v4l2jpegenc")]
     V4l2JpegEnc,
     /// libjpeg in software.
+    #[serde(rename = "jpegenc")]
     JpegEnc,
 }
 

@@ -81,7 +81,9 @@ impl ElementPlan {
 
 /// A step of the linear chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "lowercase")]
+// Adjacently tagged: an internally tagged enum cannot carry `Caps`' bare
+// string, and `probe --json` serialises every step.
+#[serde(tag = "step", content = "value", rename_all = "lowercase")]
 pub enum Step {
     Element(ElementPlan),
     /// A capsfilter with these caps.

@@ -167,7 +167,7 @@ fn help_never_mentions_a_token_value_and_version_works() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let mut helps = vec![help_of(&["--help"])];
-    for command in ["run", "check-config", "doctor", "probe"] {
+    for command in ["run", "check-config", "doctor", "probe", "snapshot"] {
         helps.push(help_of(&[command, "--help"]));
     }
     helps.push(help_of(&[
@@ -180,6 +180,7 @@ fn help_never_mentions_a_token_value_and_version_works() {
     ]));
     assert!(helps[0].contains("run"), "{}", helps[0]);
     assert!(helps[0].contains("check-config"), "{}", helps[0]);
+    assert!(helps[0].contains("snapshot"), "{}", helps[0]);
     for help in &helps {
         assert!(!help.contains(ENV_TOKEN), "token value in help:\n{help}");
         assert!(
@@ -350,4 +351,28 @@ fn an_error_chain_shows_each_cause_once() {
         Some(&format!("{NO_FILE} (os error 2)").as_str())
     );
     assert_eq!(stderr.matches(NO_FILE).count(), 1, "{stderr}");
+}
+
+#[test]
+fn probe_shows_the_legacy_jpeg_path_and_the_configured_mode() {
+    let scratch = Scratch::new("cli-probe-legacy").unwrap();
+    let token = scratch.token_file("t").unwrap();
+    let config = AgentConfig::new("http://127.0.0.1:9", &token)
+        .set("streaming.simple", false)
+        .write(&scratch)
+        .unwrap();
+    let output = Command::new(harness::agent_binary().unwrap())
+        .args(["probe", "--json", "--config"])
+        .arg(&config)
+        .env_remove("SIMPLE_STREAMING")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["streaming_mode"], "legacy_jpeg", "{report}");
+    let jpeg = &report["legacy_jpeg_plan"]["ok"];
+    assert_eq!(jpeg["encoder"], "jpegenc", "{report}");
+    let text = report["legacy_jpeg_plan"]["text"].as_str().unwrap();
+    assert!(text.starts_with("videotestsrc"), "{text}");
+    assert!(text.ends_with("jpegenc quality=85 ! appsink"), "{text}");
 }

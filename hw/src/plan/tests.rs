@@ -477,3 +477,25 @@ fn no_encoder_fails_the_plan() {
     .unwrap_err();
     assert!(matches!(err, PlanError::EncoderUnavailable { .. }));
 }
+
+#[test]
+fn a_plan_serialises_to_json_for_probe() {
+    let plan = plan(
+        SourceKind::Test,
+        spec(640, 480),
+        EncoderChoice::Auto,
+        BoardFamily::X86,
+        &[],
+        EVERYTHING,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["steps"][0]["step"], "element");
+    assert_eq!(json["steps"][1]["step"], "caps");
+    assert!(
+        json["steps"][1]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("video/x-raw")
+    );
+}
