@@ -30,6 +30,7 @@ install -m 0644 systemd/camera-agent.tmpfiles "$root/usr/lib/tmpfiles.d/camera-a
 install -m 0644 configs/usb-uvc.toml "$root/etc/camera-agent/agent.toml"
 install -m 0644 packaging/debian/copyright "$root/usr/share/doc/camera-agent/copyright"
 install -m 0644 README.md docs/deploy.md docs/configuration.md docs/hardware.md \
+  docs/rollout.md docs/migration.md docs/protocol-events.md \
   "$root/usr/share/doc/camera-agent/"
 gzip -9n "$root/usr/share/doc/camera-agent/"*.md
 changelog_date="$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
