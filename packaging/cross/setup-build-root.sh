@@ -7,7 +7,8 @@
 #
 # Installs, from Debian bookworm only (GStreamer 1.22 and glibc 2.36, as on
 # Raspberry Pi OS bookworm / Debian 12 on the devices):
-#   - the host's C compiler (build scripts are linked for the build machine);
+#   - the host's C compiler (build scripts are linked for the build machine)
+#     and git (the agent's build script records the revision for --version);
 #   - the target's cross gcc and, through multiarch, the target's libc and
 #     GStreamer development packages (Debian serves every release
 #     architecture from one archive, so `dpkg --add-architecture` needs no
@@ -29,7 +30,7 @@ export DEBIAN_FRONTEND=noninteractive
 dpkg --add-architecture "$arch"
 apt-get update
 apt-get install -y --no-install-recommends \
-  ca-certificates gcc libc6-dev pkg-config \
+  ca-certificates gcc libc6-dev pkg-config git \
   "gcc-$gnu" "libc6-dev:$arch" \
   "libgstreamer1.0-dev:$arch" \
   "libgstreamer-plugins-base1.0-dev:$arch" \
