@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds camera-agent_<version>_<arch>.deb from an already built binary:
-#   packaging/build-deb.sh <amd64|arm64> <path/to/camera-agent> [out-dir]
+#   packaging/build-deb.sh <amd64|arm64|armhf> <path/to/camera-agent> [out-dir]
 # Reproducible: fixed file order, owners and timestamps (SOURCE_DATE_EPOCH,
 # default: the last commit's time). Then runs lintian when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-arch="${1:?architecture (amd64 or arm64)}"
+arch="${1:?architecture (amd64, arm64 or armhf)}"
 binary="${2:?path to the camera-agent binary}"
 out="${3:-target/deb}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 case "$arch" in
-  amd64) strip=strip ;;
+  amd64) strip="strip" ;;
   arm64) strip=aarch64-linux-gnu-strip ;;
+  armhf) strip=arm-linux-gnueabihf-strip ;;
   *) echo "unknown architecture $arch" >&2; exit 2 ;;
 esac
 

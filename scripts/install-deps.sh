@@ -4,7 +4,9 @@
 # components CI checks with, and the Python packages of the independent
 # aiortc viewer; nftables, coturn and Chromium (with the npm package
 # socket.io-client of the browser viewer page) for the bad-link test bed and
-# the browser suite. Run as root.
+# the browser suite; for scripts/cross-build.sh, mmdebstrap (the cross
+# targets' compilers and libraries live in the bookworm root it makes, never
+# in the host), qemu-user and the targets' binutils (strip). Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -17,7 +19,7 @@ apt-get install -y --no-install-recommends \
   python3 python3-pip \
   chromium nftables coturn \
   systemd dpkg-dev lintian file \
-  mmdebstrap qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  mmdebstrap qemu-user-static binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf
 
 # Node and npm for the viewer page's socket.io-client: Debian's, unless
 # the machine already has them (a NodeSource nodejs carries its own npm
@@ -33,7 +35,7 @@ systemctl disable --now coturn >/dev/null 2>&1 || true
 
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy
-  rustup target add aarch64-unknown-linux-gnu
+  rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf
 fi
 
 # Debian's pip refuses system-wide installs (PEP 668) unless told; the
