@@ -71,6 +71,12 @@ pub struct ViewerStats {
     /// `hangup`, `page_closed`, `ice_failed`, or a REST error code.
     pub end_reason: Option<String>,
     pub ice_transport_policy: Option<String>,
+    /// `webrtc` (an offer was applied) or `legacy` (stream:frame JPEGs).
+    pub mode: Option<String>,
+    /// Legacy relay: frames whose `seq` was not the previous one + 1.
+    pub seq_gaps: Option<u64>,
+    /// Legacy relay: frames the browser could not decode.
+    pub decode_errors: Option<u64>,
 }
 
 /// One entry of `window.cameraViewer.events`.
@@ -213,7 +219,13 @@ impl BrowserViewer {
 
     /// A PNG of the video element as the page shows it.
     pub async fn screenshot_video(&self) -> anyhow::Result<Vec<u8>> {
-        let rect = self.page.element_rect("#video").await?;
+        self.screenshot_element("#video").await
+    }
+
+    /// A PNG of the element `selector` names (`#frame`: the legacy relay's
+    /// picture) as the page shows it.
+    pub async fn screenshot_element(&self, selector: &str) -> anyhow::Result<Vec<u8>> {
+        let rect = self.page.element_rect(selector).await?;
         Ok(self.page.screenshot_png_clip(rect).await?)
     }
 

@@ -20,9 +20,10 @@ pub fn dir() -> PathBuf {
 }
 
 /// (URL name, path under [`dir`], content type)
-const FILES: [(&str, &str, &str); 4] = [
+const FILES: [(&str, &str, &str); 5] = [
     ("", "index.html", "text/html; charset=utf-8"),
     ("viewer.js", "viewer.js", "text/javascript; charset=utf-8"),
+    ("legacy.js", "legacy.js", "text/javascript; charset=utf-8"),
     ("viewer.css", "viewer.css", "text/css; charset=utf-8"),
     (
         "socket.io.min.js",

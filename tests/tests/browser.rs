@@ -262,3 +262,75 @@ async fn the_page_ends_sessions_on_close_on_a_codec_it_lacks_and_on_stream_ended
     viewer.close().await;
     bed.standin.stop().await;
 }
+
+/// A camera rolled back to the legacy relay: the same page shows its JPEG
+/// frames (the SMPTE bars, read back from the screen) with no offer, and a
+/// hang-up leaves the agent at its idle fds and threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_the_legacy_relays_jpegs_on_the_same_page() {
+    harness::require_test_netns();
+    let mut bed = Bed::start(
+        "browser-legacy",
+        StandInConfig::pair(CAMERA, CLIENT).legacy(),
+        CAMERA,
+        |config| {
+            config
+                .size(640, 480)
+                .set("streaming.simple", false)
+                .set("streaming.legacy_fps", 5)
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = harness::proc_counts(bed.agent.pid()).unwrap();
+    let viewer = open(&bed).await;
+    let stats = viewer
+        .watch_until(10, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\n{}", viewer.diagnostics()));
+    eprintln!("legacy page: {stats:?}");
+    assert_eq!(stats.mode.as_deref(), Some("legacy"));
+    assert_eq!(stats.state, "active");
+    assert_eq!(
+        (stats.frame_width, stats.frame_height),
+        (Some(640), Some(480))
+    );
+    assert_eq!(stats.seq_gaps, Some(0));
+    assert_eq!(stats.decode_errors, Some(0));
+    assert!(stats.first_frame_ms.is_some_and(|ms| ms > 0.0), "{stats:?}");
+    assert_eq!(viewer.sdp().await.unwrap(), (None, None));
+    let png = viewer.screenshot_element("#frame").await.unwrap();
+    for row in pattern::smpte_rows(&png).unwrap() {
+        assert!(
+            row.distinct_saturated() >= 5,
+            "row {} of the picture shows {} saturated colours: {:?}",
+            row.y,
+            row.distinct_saturated(),
+            row.bands
+        );
+    }
+    let id = stats.session_id.clone().unwrap();
+    let last = viewer.hang_up().await.unwrap();
+    assert_eq!(last.end_reason.as_deref(), Some("hangup"));
+    // The picture is gone with the session.
+    assert_eq!(
+        viewer
+            .page()
+            .eval("document.getElementById('frame').hidden && !document.getElementById('frame').getAttribute('src')")
+            .await
+            .unwrap(),
+        true
+    );
+    ended(&bed, &id).await;
+    harness::wait_counts(bed.agent.pid(), idle, Duration::from_secs(10))
+        .await
+        .unwrap();
+    viewer.close().await;
+    bed.agent.signal(harness::SIGTERM).unwrap();
+    assert_eq!(
+        bed.agent.wait_exit(Duration::from_secs(5)).await.unwrap(),
+        Some(0)
+    );
+    bed.standin.stop().await;
+}

@@ -5,7 +5,8 @@
 // the camera's offer on webrtc:signal, answers with its own
 // RTCPeerConnection, trickles candidates both ways and plays the video. It
 // ends on stream:ended, on Hang up (POST /api/v1/streams/{id}/end) and when
-// the page goes away.
+// the page goes away. A camera on the legacy relay (SIMPLE_STREAMING=0)
+// sends stream:frame JPEGs instead, shown in place of the video (legacy.js).
 //
 // Query parameters: token (client token), camera (camera id), ice (JSON
 // array of RTCIceServer for this page's own peer connection; default none),
@@ -29,6 +30,7 @@
     state: $('state'),
     signaling: $('signaling'),
     video: $('video'),
+    frame: $('frame'),
     message: $('message'),
     camera: $('camera'),
     first: $('o-first'),
@@ -88,6 +90,8 @@
       last: emptySnapshot(),
       offerSdp: null,
       answerSdp: null,
+      legacy: false, // stream:frame arrived: the legacy JPEG relay
+      jpeg: window.LegacyFrames.create(),
     };
   }
 
@@ -182,18 +186,12 @@
           socket.on('connect_error', refused);
         });
 
-  socket.on('connect', () => {
-    ui.signaling.textContent = 'online';
-  });
-  socket.on('disconnect', (why) => {
-    ui.signaling.textContent = 'offline (' + why + ')';
-  });
-  socket.on('connect_error', (err) => {
-    ui.signaling.textContent = 'refused: ' + err.message;
-  });
-  socket.on('stream:started', (payload) => route('stream:started', payload));
-  socket.on('stream:ended', (payload) => route('stream:ended', payload));
-  socket.on('webrtc:signal', (payload) => route('webrtc:signal', payload));
+  socket.on('connect', () => (ui.signaling.textContent = 'online'));
+  socket.on('disconnect', (why) => (ui.signaling.textContent = 'offline (' + why + ')'));
+  socket.on('connect_error', (err) => (ui.signaling.textContent = 'refused: ' + err.message));
+  for (const name of ['stream:started', 'stream:ended', 'webrtc:signal', 'stream:frame']) {
+    socket.on(name, (payload) => route(name, payload));
+  }
 
   // Events for the current session go to it; while its POST is in flight
   // (id not known yet) everything is kept by sessionId, to be replayed for
@@ -218,6 +216,8 @@
   function handle(s, name, payload) {
     if (name === 'stream:ended') {
       finish(s, payload.reason || 'ended', false);
+    } else if (name === 'stream:frame') {
+      onFrame(s, payload);
     } else if (name === 'webrtc:signal') {
       // One signal at a time, in arrival order: an end-of-candidates
       // marker must not overtake the candidates before it.
@@ -268,6 +268,27 @@
       }
       await addRemoteCandidate(s, candidate);
     }
+  }
+
+  // A legacy relay frame (legacy.js checks, counts and decodes it).
+  function onFrame(s, frame) {
+    if (s.closed) return;
+    if (!s.legacy) {
+      s.legacy = true;
+      ui.video.hidden = true;
+      ui.frame.hidden = false;
+    }
+    const taken = window.LegacyFrames.receive(s.jpeg, frame, (src) => {
+      if (s.closed) return;
+      ui.frame.src = src;
+      if (s.firstFrameMs === null) {
+        s.firstFrameMs = Math.round((performance.now() - s.t0) * 10) / 10;
+        s.firstFrameSource = 'stream-frame';
+        if (state === 'connecting') setState('active');
+      }
+      sample(s).then(render, () => {});
+    });
+    if (!taken) console.warn('malformed stream:frame', frame.seq);
   }
 
   async function addRemoteCandidate(s, candidate) {
@@ -440,6 +461,9 @@
       const stream = ui.video.srcObject;
       if (stream) stream.getTracks().forEach((track) => track.stop());
       ui.video.srcObject = null;
+      ui.frame.removeAttribute('src');
+      ui.frame.hidden = true;
+      ui.video.hidden = false;
       s.pendingCandidates = [];
       clearBuffer();
       if (session === s) {
@@ -502,8 +526,15 @@
 
   // ---- figures -------------------------------------------------------------
 
+  function sampleLegacy(s) {
+    s.last = window.LegacyFrames.fill(s.jpeg, emptySnapshot());
+    rates(s, s.last, s.last.timestampMs);
+    return s.last;
+  }
+
   // Reads getStats into s.last (the snapshot stats() returns).
   async function sample(s) {
+    if (s.legacy) return sampleLegacy(s);
     const pc = s.pc;
     if (!pc) return s.last;
     const report = await pc.getStats();
@@ -602,12 +633,15 @@
     snap.firstFrameSource = s ? s.firstFrameSource : null;
     snap.endReason = s ? s.endReason : null;
     snap.iceTransportPolicy = config.policy;
+    snap.mode = s && s.legacy ? 'legacy' : s && s.remoteSet ? 'webrtc' : null;
+    snap.seqGaps = s && s.legacy ? s.jpeg.seqGaps : null;
+    snap.decodeErrors = s && s.legacy ? s.jpeg.decodeErrors : null;
     return snap;
   }
 
   async function stats() {
     const s = session;
-    if (s && !s.closed && s.pc) await sample(s).catch(() => {});
+    if (s && !s.closed && (s.pc || s.legacy)) await sample(s).catch(() => {});
     return snapshot();
   }
 
@@ -624,7 +658,9 @@
     ui.resolution.textContent = snap.frameWidth ? snap.frameWidth + 'x' + snap.frameHeight : '-';
     ui.freezes.textContent =
       snap.freezeCount === null ? '-' : snap.freezeCount + ' (' + (snap.totalFreezesDuration || 0).toFixed(1) + ' s)';
-    ui.path.textContent = snap.localCandidateType
+    ui.path.textContent = snap.mode === 'legacy'
+      ? 'legacy JPEG over the socket'
+      : snap.localCandidateType
       ? snap.localCandidateType + '/' + snap.localProtocol + ' -> ' + snap.remoteCandidateType + '/' + snap.remoteProtocol
       : '-';
   }

@@ -39,6 +39,10 @@ struct Args {
     /// With --browser: the address and port to serve on.
     #[arg(long, default_value = "0.0.0.0:8080")]
     bind: std::net::SocketAddr,
+    /// With --browser: the rollback mode, the agent with
+    /// `SIMPLE_STREAMING=0` and the control plane relaying its JPEGs.
+    #[arg(long, requires = "browser")]
+    legacy: bool,
 }
 
 const CAMERA: (&str, &str) = ("cam-demo", "demo-camera-token");
@@ -109,7 +113,11 @@ async fn main() -> anyhow::Result<()> {
 /// and the viewer page's URL; sessions are reported as they come and go.
 async fn browser(args: &Args) -> anyhow::Result<()> {
     testbed::viewer_page::check_installed()?;
-    let standin = StandIn::start(args.bind, StandInConfig::pair(CAMERA, CLIENT))
+    let mut standin_config = StandInConfig::pair(CAMERA, CLIENT);
+    if args.legacy {
+        standin_config = standin_config.legacy();
+    }
+    let standin = StandIn::start(args.bind, standin_config)
         .await
         .with_context(|| format!("cannot serve on {} (try --bind)", args.bind))?;
     let port = standin.addr().port();
@@ -122,7 +130,12 @@ async fn browser(args: &Args) -> anyhow::Result<()> {
             .size(args.width, args.height)
             .to_toml(),
     )?;
-    let mut agent = harness::AgentProcess::spawn(&config)?;
+    let env: &[(&str, &str)] = if args.legacy {
+        &[("SIMPLE_STREAMING", "0")]
+    } else {
+        &[]
+    };
+    let mut agent = harness::AgentProcess::spawn_with_env(&config, env)?;
     if !standin
         .wait_for(Duration::from_secs(20), |s| s.online(CAMERA.0))
         .await
