@@ -372,8 +372,9 @@ impl Session {
     /// (its `maxPayload` less base64 and the envelope); `None` offline.
     fn frame_limit(&self) -> Option<usize> {
         // `42["stream:frame",{"sessionId":..,"seq":..,"mime":..,"data":"",
-        // "capturedAt":..}]` without the data, with room to spare.
-        let envelope = 160 + self.id.len() as u64;
+        // "capturedAt":..}]` without the data is 132 bytes at the largest
+        // seq, plus the id (twice, should JSON escape all of it).
+        let envelope = 160 + 2 * self.id.len() as u64;
         let max_payload = self.ctx.signaling.max_payload()?;
         let room = max_payload.saturating_sub(envelope) / 4 * 3;
         Some(usize::try_from(room).unwrap_or(MAX_FRAME_BYTES))

@@ -170,8 +170,9 @@ impl SignalingHandle {
             })
     }
 
-    /// The largest packet the connected server accepts (its open
-    /// packet's `maxPayload`); `None` while not connected.
+    /// The largest event packet the connected server accepts (its open
+    /// packet's `maxPayload`, less the namespace prefix), from `42[` on;
+    /// `None` while not connected.
     pub fn max_payload(&self) -> Option<u64> {
         match self.max_payload.load(Ordering::Relaxed) {
             0 => None,
@@ -446,7 +447,15 @@ async fn connect_once(
         return End::Cancelled;
     }
     lanes.drop_stale_frame();
-    lanes.max_payload.store(open.max_payload, Ordering::Relaxed);
+    // A namespace other than "/" prefixes every event packet ("/nsp,").
+    let namespace_prefix = match settings.namespace.as_str() {
+        "/" => 0,
+        namespace => namespace.len() as u64 + 1,
+    };
+    lanes.max_payload.store(
+        open.max_payload.saturating_sub(namespace_prefix),
+        Ordering::Relaxed,
+    );
     let reason = serve(&mut ws, &open, settings, events, lanes, cancel).await;
     match reason {
         None => {
