@@ -48,6 +48,7 @@ impl MediaSession {
     pub fn request_stats(&self, events: mpsc::Sender<MediaEvent>) {
         let rtcp_received = self.rtcp_received.clone();
         let tls_tunnels = self.tls_tunnels.clone();
+        let rtx_packets_sent = self.rtx_packets_sent();
         let promise = gst::Promise::with_change_func(move |reply| {
             let Ok(Some(report)) = reply else {
                 tracing::debug!("get-stats gave no reply");
@@ -55,10 +56,24 @@ impl MediaSession {
             };
             let mut stats = LinkStats::from_report(report, &tls_tunnels);
             stats.rtcp_received = rtcp_received.load(Ordering::Relaxed);
+            stats.rtx_packets_sent = rtx_packets_sent;
             forward(&events, MediaEvent::Stats(Box::new(stats)));
         });
         self.webrtcbin
             .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    }
+
+    /// Packets `rtprtxsend` has retransmitted so far, if webrtcbin made one.
+    fn rtx_packets_sent(&self) -> Option<u64> {
+        let sender = self
+            .rtx_sender
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .as_ref()
+            .and_then(|weak| weak.upgrade())?;
+        sender
+            .find_property("num-rtx-packets")
+            .map(|_| u64::from(sender.property::<u32>("num-rtx-packets")))
     }
 
     /// Sets the encoder's bitrate while it runs. Without an encoder (the

@@ -8,8 +8,8 @@
 //! [`MediaSession`] really frees the pipeline and every thread it started.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -73,6 +73,10 @@ pub struct MediaSession {
     pub(super) rtcp_received: Arc<AtomicU64>,
     /// Where the session's TURN TLS tunnels listen, to name the relay leg.
     pub(super) tls_tunnels: Arc<[IpAddr]>,
+    /// webrtcbin's retransmission sender, once it made one (its counter
+    /// feeds the congestion controller). Set on a GStreamer thread; the
+    /// lock is only ever held for the assignment or a clone.
+    pub(super) rtx_sender: Arc<Mutex<Option<glib::WeakRef<gst::Element>>>>,
 }
 
 pub(super) fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
@@ -90,13 +94,13 @@ pub(super) fn forward(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
 const RTX_HISTORY_MS: u32 = 1000;
 
 /// Sets the retransmission history on the `rtprtxsend` webrtcbin creates
-/// when NACK is on (seen through `deep-element-added`).
-fn keep_rtx_history(element: &gst::Element) {
+/// when NACK is on (seen through `deep-element-added`); true for it.
+fn keep_rtx_history(element: &gst::Element) -> bool {
     let is_rtx_sender = element
         .factory()
         .is_some_and(|factory| factory.name() == "rtprtxsend");
     if !is_rtx_sender {
-        return;
+        return false;
     }
     if element.find_property("max-size-packets").is_some() {
         element.set_property("max-size-packets", 0u32);
@@ -104,6 +108,7 @@ fn keep_rtx_history(element: &gst::Element) {
     if element.find_property("max-size-time").is_some() {
         element.set_property("max-size-time", RTX_HISTORY_MS);
     }
+    true
 }
 
 /// Viewers send PLI/FIR on every decode hiccup, and a keyframe costs many
@@ -156,7 +161,9 @@ impl MediaSession {
             adapt: None,
             rtcp_received: Arc::default(),
             tls_tunnels: config.ice.tls_tunnels.as_slice().into(),
+            rtx_sender: Arc::default(),
         };
+        let rtx_sender = session.rtx_sender.clone();
         let pem = Arc::<str>::from(config.identity.pem());
         pipeline.connect_deep_element_added(move |_, _, element| {
             // webrtcbin creates its DTLS elements inside create-offer; the
@@ -167,7 +174,11 @@ impl MediaSession {
             if is_dtls_dec {
                 element.set_property("pem", &*pem);
             }
-            keep_rtx_history(element);
+            if keep_rtx_history(element) {
+                *rtx_sender
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner()) = Some(element.downgrade());
+            }
         });
 
         let chain = build_chain(&plan.steps)?;

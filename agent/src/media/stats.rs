@@ -61,6 +61,9 @@ pub struct LinkStats {
     /// RTCP packets received from the viewer so far (a counter the media
     /// session keeps; not part of webrtcbin's report).
     pub rtcp_received: u64,
+    /// Retransmitted packets sent so far (`rtprtxsend`'s counter; not part
+    /// of webrtcbin's report); `None` without a retransmission sender.
+    pub rtx_packets_sent: Option<u64>,
 }
 
 fn structures(report: &gst::StructureRef) -> impl Iterator<Item = gst::Structure> + '_ {

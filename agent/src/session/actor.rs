@@ -257,7 +257,7 @@ impl Session {
             Action::LogLink(report) => {
                 info!(session_id = %self.id, target_kbps = report.target_kbps,
                     sent_kbps = report.sent_kbps, loss_pct = report.loss_pct,
-                    fec_pct = report.fec_pct,
+                    fec_pct = report.fec_pct, rtx_pct = report.rtx_pct,
                     rtt_ms = report.rtt_ms, width = report.encode.width,
                     height = report.encode.height, fps = report.encode.framerate,
                     rtcp_received = report.rtcp_received,

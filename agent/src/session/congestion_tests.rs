@@ -1,7 +1,9 @@
 //! The controller against a simulated link: a bottleneck of `capacity_kbps`
 //! with a tail-drop FIFO of 30 packets (what the test bed's HTB + pfifo
 //! builds), random loss on top, and feedback as TWCC would report it every
-//! 200 ms.
+//! 200 ms. Whatever is lost (at random or at the full queue) is NACKed and
+//! retransmitted in the next interval, on top of the media, as the agent's
+//! NACK/RTX does.
 
 use super::*;
 use crate::media::stats::TwccFigures;
@@ -44,6 +46,10 @@ struct Sim {
     fec_changes: Vec<u32>,
     at: Duration,
     bytes_sent: u64,
+    packets_sent: u64,
+    /// Lost in the last interval, resent in the next, kbit.
+    rtx_pending_kbit: f64,
+    rtx_packets: u64,
     /// Queueing delay after every tick, ms.
     delays: Vec<f64>,
 }
@@ -67,6 +73,9 @@ impl Sim {
             fec_changes: Vec::new(),
             at: Duration::ZERO,
             bytes_sent: 0,
+            packets_sent: 0,
+            rtx_pending_kbit: 0.0,
+            rtx_packets: 0,
             delays: Vec::new(),
         };
         sim.apply(&controls);
@@ -90,8 +99,11 @@ impl Sim {
     fn tick(&mut self) {
         let dt = TICK.as_secs_f64();
         let link = &mut self.link;
-        // FEC packets go out on top of the media.
-        let sent = self.encoder_kbps * dt * (1.0 + f64::from(self.fec_pct) / 100.0);
+        // FEC packets go out on top of the media, retransmissions on top
+        // of both.
+        let media = self.encoder_kbps * dt * (1.0 + f64::from(self.fec_pct) / 100.0);
+        let resent = std::mem::take(&mut self.rtx_pending_kbit);
+        let sent = media + resent;
         link.noise = link
             .noise
             .wrapping_mul(6364136223846793005)
@@ -106,11 +118,14 @@ impl Sim {
         queue = queue.min(QUEUE_KBIT);
         link.queue_kbit = queue;
         let delivered = sent - randomly_lost - dropped - (queue - before);
+        self.rtx_pending_kbit = randomly_lost + dropped;
+        self.rtx_packets += (resent / PACKET_KBIT).round() as u64;
+        self.packets_sent += (media / PACKET_KBIT).round() as u64;
         let packets = (sent / PACKET_KBIT).max(1.0);
         let delay_ms = queue / link.capacity_kbps * 1000.0;
         let growth_us = (queue - before) / link.capacity_kbps * 1e6;
         self.delays.push(delay_ms);
-        self.bytes_sent += (sent * 1000.0 / 8.0) as u64;
+        self.bytes_sent += (media * 1000.0 / 8.0) as u64;
         self.at += TICK;
         let stats = LinkStats {
             twcc: Some(TwccFigures {
@@ -121,6 +136,8 @@ impl Sim {
             }),
             rtt_ms: Some(BASE_RTT_MS + delay_ms),
             bytes_sent: self.bytes_sent,
+            packets_sent: self.packets_sent,
+            rtx_packets_sent: Some(self.rtx_packets),
             ..LinkStats::default()
         };
         let controls = self.controller.on_stats(self.at, &stats);
@@ -457,4 +474,50 @@ fn tail_drops_reported_before_the_delay_signal_bring_no_fec() {
         .filter(|control| matches!(control, Control::FecPercentage(_)))
         .collect();
     assert!(fec.is_empty(), "{fec:?}");
+}
+
+#[test]
+fn the_link_report_shows_retransmissions_as_a_share_of_the_target() {
+    // 10 % random loss: about as much is resent, every loss once.
+    let mut sim = Sim::new(100_000.0, 0.10);
+    let mut shares = Vec::new();
+    for _ in 0..60 {
+        sim.tick();
+        let stats = LinkStats {
+            bytes_sent: sim.bytes_sent,
+            ..LinkStats::default()
+        };
+        if let Some(report) = sim.controller.report(sim.at, &stats) {
+            shares.push(report.rtx_pct);
+        }
+    }
+    let last = *shares.last().expect("no report in 12 s");
+    assert!((5.0..=15.0).contains(&last), "{shares:?}");
+    // A clean link resends nothing.
+    let mut clean = Sim::new(100_000.0, 0.0);
+    clean.run(Duration::from_secs(10));
+    let stats = LinkStats::default();
+    clean.controller.report(clean.at, &stats);
+    clean.run(Duration::from_secs(6));
+    let report = clean.controller.report(clean.at, &stats).unwrap();
+    assert!(report.rtx_pct < 0.5, "{report:?}");
+}
+
+#[test]
+fn a_squeeze_with_retransmissions_keeps_them_and_the_queue_in_check() {
+    let mut sim = Sim::new(100_000.0, 0.0);
+    sim.run(Duration::from_secs(15));
+    sim.link.capacity_kbps = 700.0;
+    let rtx_before = sim.rtx_packets;
+    let media_before = sim.packets_sent;
+    sim.run(Duration::from_secs(30));
+    // Over the last 20 s of the squeeze: no standing queue, and repair
+    // traffic a small share of what was sent.
+    assert!(sim.worst_delay_over_last(Duration::from_secs(20)) < 200.0);
+    let rtx = (sim.rtx_packets - rtx_before) as f64;
+    let media = (sim.packets_sent - media_before) as f64;
+    assert!(
+        rtx / media < 0.1,
+        "{rtx} retransmissions for {media} packets"
+    );
 }
