@@ -59,7 +59,7 @@ async fn ended(bed: &Bed, id: &str) -> testbed::standin::Session {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_test_pattern_and_hangs_up_cleanly() {
-    let mut bed = bed("browser").await;
+    let bed = bed("browser").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = harness::proc_counts(bed.agent.pid()).unwrap();
     let viewer = open(&bed).await;
@@ -164,10 +164,15 @@ async fn chromium_plays_the_test_pattern_and_hangs_up_cleanly() {
     assert_eq!(again.end_reason, None);
     viewer.hang_up().await.unwrap();
     ended(&bed, &second).await;
+    back_to_idle_then_stop(bed, viewer, idle).await;
+}
+
+/// The agent back at its `idle` fds and threads; then the page, the agent
+/// (SIGTERM, exit 0) and the stand-in stop.
+async fn back_to_idle_then_stop(mut bed: Bed, viewer: BrowserViewer, idle: harness::ProcCounts) {
     harness::wait_counts(bed.agent.pid(), idle, Duration::from_secs(10))
         .await
         .unwrap();
-
     viewer.close().await;
     bed.agent.signal(harness::SIGTERM).unwrap();
     assert_eq!(
@@ -269,7 +274,7 @@ async fn the_page_ends_sessions_on_close_on_a_codec_it_lacks_and_on_stream_ended
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_the_legacy_relays_jpegs_on_the_same_page() {
     harness::require_test_netns();
-    let mut bed = Bed::start(
+    let bed = Bed::start(
         "browser-legacy",
         StandInConfig::pair(CAMERA, CLIENT).legacy(),
         CAMERA,
@@ -323,14 +328,5 @@ async fn chromium_shows_the_legacy_relays_jpegs_on_the_same_page() {
         true
     );
     ended(&bed, &id).await;
-    harness::wait_counts(bed.agent.pid(), idle, Duration::from_secs(10))
-        .await
-        .unwrap();
-    viewer.close().await;
-    bed.agent.signal(harness::SIGTERM).unwrap();
-    assert_eq!(
-        bed.agent.wait_exit(Duration::from_secs(5)).await.unwrap(),
-        Some(0)
-    );
-    bed.standin.stop().await;
+    back_to_idle_then_stop(bed, viewer, idle).await;
 }
