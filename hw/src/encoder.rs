@@ -13,6 +13,13 @@ use serde::Serialize;
 use crate::board::BoardFamily;
 use crate::plan::{CaptureSpec, ElementPlan};
 
+/// x264's rate buffer, ms of the target bitrate: the most one frame may
+/// exceed its share. The default 600 ms lets one keyframe carry 0.6 s of
+/// the bitrate, sent as one burst that a narrow uplink's short queue
+/// tail-drops; 120 ms (webrtcsink's choice too) keeps a keyframe within a
+/// few frames' worth: softer for a moment instead of lost.
+const X264_VBV_MS: u32 = 120;
+
 /// What an encoder must be fed: the converter in front of it and the raw
 /// caps that converter must produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +176,7 @@ impl EncoderKind {
                 .with("tune", "zerolatency")
                 .with("speed-preset", "ultrafast")
                 .with("bitrate", bitrate_kbps)
+                .with("vbv-buf-capacity", X264_VBV_MS.to_string())
                 .with("key-int-max", gop)
                 .with("bframes", "0"),
             EncoderKind::OpenH264Enc => ElementPlan::new("openh264enc")
@@ -343,6 +351,7 @@ mod tests {
         let x264 = EncoderKind::X264Enc.element(SETTINGS);
         assert_eq!(x264.property("bitrate"), Some("1500"));
         assert_eq!(x264.property("key-int-max"), Some("60"));
+        assert_eq!(x264.property("vbv-buf-capacity"), Some("120"));
         let openh264 = EncoderKind::OpenH264Enc.element(SETTINGS);
         assert_eq!(openh264.property("bitrate"), Some("1500000"));
         assert_eq!(openh264.property("gop-size"), Some("60"));
