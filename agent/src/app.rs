@@ -49,6 +49,23 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
 }
 
+/// How long a blocking-pool thread waits for more work before it exits.
+/// The pool serves rare one-off calls (resolving a `turns:` server's name,
+/// doctor's test encode); tokio's default of 10 s left such a thread behind
+/// every session that resolved a name, so a finished session was not back
+/// at the idle thread count for 10 s.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_millis(100);
+
+/// The runtime every command runs on: two workers (the devices have few
+/// cores) and a blocking pool that gives its threads back at once.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
+        .enable_all()
+        .build()
+}
+
 /// Runs the daemon until SIGTERM or SIGINT; `mode_origin` says where the
 /// streaming mode was set (for the start-up record).
 pub async fn run(settings: Settings, mode_origin: String) -> Result<(), RunError> {

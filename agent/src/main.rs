@@ -112,11 +112,7 @@ fn gst_version() -> Option<String> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    app::runtime().context("cannot start the async runtime")
 }
 
 fn main() -> ExitCode {
