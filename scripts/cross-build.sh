@@ -14,6 +14,8 @@
 #      session (stand-in control plane and GStreamer viewer on the host) in
 #      the test network namespace;
 #   4. the arm64 and armhf .deb.
+# `--roots-only` makes both roots side by side and stops (CI runs that in
+# the background while the host compiles).
 # Prints how long each step took and both stripped sizes. Run as root
 # (mmdebstrap, chroot and the mount namespace). Needs: mmdebstrap,
 # qemu-user-static, the targets' binutils for strip (scripts/install-deps.sh).
@@ -115,6 +117,28 @@ build_in_root() {
       sh -c "cd /project && cargo build --release --locked --target $target -p camera-agent"
   ' cross-build "$root" "$sysroot" "$cargo_home" "$project" "$out" "$target" "${image_env[@]}"
 }
+
+# --roots-only: make both roots side by side and stop. CI starts this in the
+# background right after installing its tools: it is mostly downloads and
+# unpacking, so it overlaps the host's compile instead of adding to the run.
+if [ "${1:-}" = "--roots-only" ]; then
+  mkdir -p "$roots"
+  pids=()
+  for target in "${targets[@]}"; do
+    make_root "$target" "$roots/$target" > "$roots/$target.log" 2>&1 &
+    pids+=("$!")
+  done
+  failed=0
+  for index in "${!targets[@]}"; do
+    if ! wait "${pids[$index]}"; then
+      echo "cross-build: the root for ${targets[$index]} failed:" >&2
+      tail -40 "$roots/${targets[$index]}.log" >&2
+      failed=1
+    fi
+  done
+  [ "$failed" -eq 0 ] && step "roots ready"
+  exit "$failed"
+fi
 
 # 1 and 2: the roots (cached until the recipe changes) and both builds.
 # cross adds the targets to the host's toolchain and mounts it; crates are
