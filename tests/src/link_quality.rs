@@ -147,16 +147,20 @@ impl Window {
         }
     }
 
-    /// NACKs the viewer sent within the window.
-    pub fn nacks(&self) -> u64 {
+    /// How much one of Chromium's counters rose within the window.
+    fn counted(&self, counter: impl Fn(&ViewerStats) -> Option<u64>) -> u64 {
         self.ends()
             .map(|(first, last)| {
-                last.stats
-                    .nack_count
+                counter(&last.stats)
                     .unwrap_or(0)
-                    .saturating_sub(first.stats.nack_count.unwrap_or(0))
+                    .saturating_sub(counter(&first.stats).unwrap_or(0))
             })
             .unwrap_or(0)
+    }
+
+    /// NACKs the viewer sent within the window.
+    pub fn nacks(&self) -> u64 {
+        self.counted(|stats| stats.nack_count)
     }
 
     /// The last sample's picture size.
@@ -170,7 +174,8 @@ impl Window {
         let (rtt, rtt_max) = self.rtt_ms();
         format!(
             "{:.1} s: {:.1} fps, frozen {:.2} s (worst 15 s: {:.2} s, longest stall {:.2} s), \
-             {:.0} kbit/s, RTT median {} max {} ms, {} NACKs, size {:?}",
+             {:.0} kbit/s, RTT median {} max {} ms, {} NACKs, {} freezes, {} PLIs, \
+             {} keyframes, size {:?}",
             self.span().as_secs_f64(),
             self.fps(),
             self.frozen_seconds(),
@@ -180,6 +185,9 @@ impl Window {
             rtt.map_or("-".into(), |rtt| format!("{rtt:.0}")),
             rtt_max.map_or("-".into(), |rtt| format!("{rtt:.0}")),
             self.nacks(),
+            self.counted(|stats| stats.freeze_count),
+            self.counted(|stats| stats.pli_count),
+            self.counted(|stats| stats.key_frames_decoded),
             self.size(),
         )
     }
