@@ -131,14 +131,7 @@ impl Window {
 
     /// Received bitrate over the window, kbit/s.
     pub fn bitrate_kbps(&self) -> f64 {
-        let Some((first, last)) = self.ends() else {
-            return 0.0;
-        };
-        let bytes = last
-            .stats
-            .bytes_received
-            .unwrap_or(0)
-            .saturating_sub(first.stats.bytes_received.unwrap_or(0));
+        let bytes = self.counted(|stats| stats.bytes_received);
         let seconds = self.span().as_secs_f64();
         if seconds <= 0.0 {
             0.0
